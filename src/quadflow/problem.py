@@ -1,0 +1,93 @@
+"""The problem specification: widths, sample size, noise and regularisation.
+
+Scalings (theory.md section 1): input dimension ``d``; student width
+``m = round(kappa d)``; teacher width ``m_star = round(kappa_star d)``;
+training-set size ``n = round(alpha d^2)``. ``Delta`` is the label-noise
+variance, ``lam`` the l2 (weight-decay) strength in the paper's time
+convention ``dW/dt = 2 (W Gamma - lam W)``, ``sigma0`` the standard deviation
+of the i.i.d. initial weights.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+
+def _check_positive(name: str, value: float) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+
+
+def _check_nonnegative(name: str, value: float) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+def check_domain(**params: float) -> None:
+    """Validate model parameters by name, raising ``ValueError`` naming the first bad one.
+
+    Strictly positive: ``d, kappa, kappa_star, alpha, sigma0, h``;
+    non-negative: ``Delta, lam``. Unknown names are ignored, ``None`` skipped.
+    """
+    for name, value in params.items():
+        if value is None:
+            continue
+        if name in ("Delta", "lam"):
+            _check_nonnegative(name, value)
+        elif name in ("d", "kappa", "kappa_star", "alpha", "sigma0", "h"):
+            _check_positive(name, value)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A teacher/student quadratic-network problem (theory.md section 1).
+
+    Attributes:
+        d: input dimension (int >= 2).
+        kappa: student width ratio, ``m = round(kappa d)`` (>= 1 neuron).
+        kappa_star: teacher width ratio, ``m_star = round(kappa_star d)``.
+        alpha: sample ratio, ``n = round(alpha d^2)``.
+        Delta: label-noise variance (>= 0).
+        lam: l2 regularisation strength (>= 0).
+        sigma0: standard deviation of the initial weights (> 0); 1 is the paper's.
+    """
+
+    d: int
+    kappa: float
+    kappa_star: float
+    alpha: float
+    Delta: float = 0.0
+    lam: float = 0.0
+    sigma0: float = 1.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.d, bool) or not isinstance(self.d, int) or self.d < 2:
+            raise ValueError(f"d must be an integer >= 2, got {self.d!r}")
+        check_domain(kappa=self.kappa, kappa_star=self.kappa_star, alpha=self.alpha,
+                     Delta=self.Delta, lam=self.lam, sigma0=self.sigma0)
+        if self.n < 1:
+            raise ValueError(f"alpha={self.alpha} gives n = round(alpha d^2) = 0 samples at d={self.d}")
+
+    @property
+    def m(self) -> int:
+        """Student width, ``max(1, round(kappa d))``."""
+        return max(1, round(self.kappa * self.d))
+
+    @property
+    def m_star(self) -> int:
+        """Teacher width, ``max(1, round(kappa_star d))``."""
+        return max(1, round(self.kappa_star * self.d))
+
+    @property
+    def n(self) -> int:
+        """Number of training samples, ``round(alpha d^2)``."""
+        return round(self.alpha * self.d ** 2)
+
+    @property
+    def D(self) -> int:
+        """Dimension of the symmetric-matrix space, ``d (d + 1) / 2``."""
+        return self.d * (self.d + 1) // 2
+
+    def to_dict(self) -> dict:
+        """Parameters and derived sizes as a plain dict (for logging)."""
+        return {**asdict(self), "m": self.m, "m_star": self.m_star, "n": self.n}
