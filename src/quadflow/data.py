@@ -1,0 +1,166 @@
+"""Teacher, training inputs and labels (theory.md sections 1 and 3).
+
+Randomness is split into four independent streams (teacher, inputs, noise,
+initialisation) derived from one master seed, any of which can be pinned.
+Samples are generated in blocks of ``BLOCK`` rows, block ``b`` from its own
+counter-based generator, so a dataset is the same whatever the compute chunk
+size, the number of ranks it is sharded over, or whether it is stored
+(``storage="materialized"``) or recomputed at every pass
+(``storage="regenerate"``, bounded memory).
+
+Designs:
+- ``gaussian``: inputs ``x ~ N(0, I_d)``, sensing matrix ``Z(x) = (x x^T - I)/sqrt(d)``.
+  A chunk is the ``(rows, d)`` input matrix.
+- ``goe``: independent GOE sensing matrices ``G`` (off-diagonal variance 1/d,
+  diagonal 2/d), the design the DMFT describes exactly. A chunk is ``(rows, d, d)``;
+  memory ``n d^2`` numbers, so small d only.
+
+Labels ``y = <S*, Z> + sqrt(Delta) xi`` with ``S* = W*^T W* / m_star``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from quadflow.distributed import shard_blocks
+from quadflow.problem import Problem
+
+BLOCK = 4096
+DESIGNS = ("gaussian", "goe")
+STORAGES = ("materialized", "regenerate")
+
+
+@dataclass(frozen=True)
+class Seeds:
+    """Seeds of the four random streams. ``Seeds.from_master(s)`` derives them from one integer."""
+
+    teacher: int
+    inputs: int
+    noise: int
+    init: int
+
+    @classmethod
+    def from_master(cls, seed: int, **pinned: int | None) -> "Seeds":
+        """Derive the four seeds from ``seed``; keyword arguments that are not None override one."""
+        derived = np.random.SeedSequence(int(seed)).generate_state(4, dtype=np.uint32)
+        values = dict(zip(("teacher", "inputs", "noise", "init"), (int(v) for v in derived)))
+        values.update({k: int(v) for k, v in pinned.items() if v is not None})
+        return cls(**values)
+
+
+def generator(seed: int, counter: int, device: torch.device) -> torch.Generator:
+    """A torch generator on ``device`` seeded from ``(seed, counter)`` (counter-based streams)."""
+    state = np.random.SeedSequence([int(seed), int(counter)]).generate_state(2, dtype=np.uint32)
+    g = torch.Generator(device=device)
+    g.manual_seed(int(state[0]) << 31 ^ int(state[1]))
+    return g
+
+
+def teacher_matrix(p: Problem, seed: int) -> torch.Tensor:
+    """``S* = W*^T W* / m_star`` in float64 on CPU, ``W*`` i.i.d. N(0, 1) of shape (m_star, d)."""
+    w_star = torch.randn(p.m_star, p.d, generator=generator(seed, 0, torch.device("cpu")), dtype=torch.float64)
+    return w_star.T @ w_star / p.m_star
+
+
+def initial_weights(p: Problem, seed: int) -> torch.Tensor:
+    """``W0`` i.i.d. N(0, sigma0^2), shape (m, d), float64 on CPU."""
+    return p.sigma0 * torch.randn(p.m, p.d, generator=generator(seed, 0, torch.device("cpu")), dtype=torch.float64)
+
+
+def quadratic_form(a: torch.Tensor, s: torch.Tensor, design: str) -> torch.Tensor:
+    """``<S, Z_mu>`` for a chunk: (rows,) from inputs (rows, d) or GOE matrices (rows, d, d).
+
+    Gaussian design: ``(x^T S x - Tr S) / sqrt(d)``, computed as a row-wise dot with ``x S``.
+    The result is in ``s.dtype`` (matmul inputs cast to ``a.dtype``).
+    """
+    d = s.shape[0]
+    if design == "goe":
+        return (a.reshape(a.shape[0], -1) @ s.to(a.dtype).reshape(-1)).to(s.dtype)
+    xs = (a @ s.to(a.dtype)).to(s.dtype)
+    return ((xs * a.to(s.dtype)).sum(1) - torch.diagonal(s).sum()) / math.sqrt(d)
+
+
+class Dataset:
+    """The training set of one rank: sensing data in blocks, clean labels and noisy labels.
+
+    Args:
+        p: the problem (n, d, Delta).
+        s_star: teacher matrix (d, d), any dtype/device (cast to the compute dtype).
+        seeds: the random streams (``inputs`` and ``noise`` are used here).
+        design: ``gaussian`` or ``goe``.
+        storage: ``materialized`` keeps the inputs in memory; ``regenerate``
+            recomputes each block from its seed at every pass (gaussian only).
+        dtype: storage dtype of the inputs; labels are kept in ``compute_dtype``.
+        rank, world_size: this rank's share of the blocks.
+
+    Attributes:
+        y: noisy labels of this rank's samples, shape (n_local,).
+        y_clean: teacher outputs ``<S*, Z_mu>``, shape (n_local,).
+        n: total number of samples over all ranks (normalisations use it).
+    """
+
+    def __init__(self, p: Problem, s_star: torch.Tensor, seeds: Seeds, *, design: str = "gaussian",
+                 storage: str = "materialized", dtype: torch.dtype = torch.float32,
+                 compute_dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu",
+                 rank: int = 0, world_size: int = 1):
+        if design not in DESIGNS:
+            raise ValueError(f"data.design must be one of {DESIGNS}, got {design!r}")
+        if storage not in STORAGES:
+            raise ValueError(f"data.storage must be one of {STORAGES}, got {storage!r}")
+        if design == "goe" and storage == "regenerate":
+            raise ValueError("data.storage=regenerate is implemented for data.design=gaussian only")
+        self.p, self.design, self.storage = p, design, storage
+        self.dtype, self.compute_dtype, self.device = dtype, compute_dtype, torch.device(device)
+        self.seeds, self.n = seeds, p.n
+        n_blocks = -(-p.n // BLOCK)
+        self.blocks = shard_blocks(n_blocks, rank, world_size)
+        self.rows = range(self.blocks.start * BLOCK, min(p.n, self.blocks.stop * BLOCK))
+        s = s_star.to(device=self.device, dtype=compute_dtype)
+        stored, y_clean, noise = [], [], []
+        for b in self.blocks:
+            a = self._make_block(b)
+            y_clean.append(quadratic_form(a, s, design))
+            noise.append(torch.randn(a.shape[0], generator=generator(seeds.noise, b, self.device),
+                                     device=self.device, dtype=compute_dtype))
+            if storage == "materialized":
+                stored.append(a)
+        empty = torch.empty(0, device=self.device, dtype=compute_dtype)
+        self.y_clean = torch.cat(y_clean) if y_clean else empty
+        self.y = self.y_clean + math.sqrt(p.Delta) * (torch.cat(noise) if noise else empty)
+        self.inputs = torch.cat(stored) if stored else None
+
+    @property
+    def n_local(self) -> int:
+        """Samples held by this rank."""
+        return len(self.rows)
+
+    def _make_block(self, b: int) -> torch.Tensor:
+        rows = min(BLOCK, self.p.n - b * BLOCK)
+        g = generator(self.seeds.inputs, b, self.device)
+        d = self.p.d
+        if self.design == "gaussian":
+            return torch.randn(rows, d, generator=g, device=self.device, dtype=self.compute_dtype).to(self.dtype)
+        a = torch.randn(rows, d, d, generator=g, device=self.device, dtype=self.compute_dtype)
+        return ((a + a.transpose(1, 2)) / math.sqrt(2 * d)).to(self.dtype)
+
+    def chunks(self, chunk_rows: int) -> Iterator[tuple[slice, torch.Tensor]]:
+        """Yield ``(local_slice, data)`` over this rank's samples, ``chunk_rows`` rows at a time.
+
+        With ``regenerate`` storage the chunk size is rounded up to a whole number of blocks.
+        """
+        if self.inputs is not None:
+            for lo in range(0, self.n_local, chunk_rows):
+                sl = slice(lo, min(lo + chunk_rows, self.n_local))
+                yield sl, self.inputs[sl]
+            return
+        per = max(1, chunk_rows // BLOCK)
+        blocks = list(self.blocks)
+        for i in range(0, len(blocks), per):
+            group = blocks[i:i + per]
+            a = torch.cat([self._make_block(b) for b in group])
+            lo = (group[0] - self.blocks.start) * BLOCK
+            yield slice(lo, lo + a.shape[0]), a

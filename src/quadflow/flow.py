@@ -1,0 +1,156 @@
+"""Integrators of ``dW/dt = 2 (W Gamma(W) - lam W)`` (theory.md section 2).
+
+``gd`` is the small-step optimiser (explicit Euler, ``W <- W + 2h (W Gamma - lam W)``);
+``rk4`` integrates the gradient flow with larger steps. Each integrator takes
+the field's value at the current W (evaluated once by the caller, which also
+records the losses there) and returns the next W.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from quadflow.model import Field, mse, student_matrix
+
+OPTIMIZERS = ("gd", "rk4")
+
+
+def velocity(w: torch.Tensor, drift: torch.Tensor, lam: float) -> torch.Tensor:
+    """``dW/dt = 2 (W Gamma - lam W)`` given ``drift = W Gamma``."""
+    return 2.0 * (drift - lam * w)
+
+
+def gd_step(w: torch.Tensor, v0: torch.Tensor, field: Field, h: float, lam: float) -> torch.Tensor:
+    """Euler step ``W + h v0``."""
+    return w + h * v0
+
+
+def rk4_step(w: torch.Tensor, v0: torch.Tensor, field: Field, h: float, lam: float) -> torch.Tensor:
+    """Classical fourth-order Runge-Kutta step (three further field evaluations)."""
+    def v(x):
+        return velocity(x, field(x)[0], lam)
+
+    k2 = v(w + 0.5 * h * v0)
+    k3 = v(w + 0.5 * h * k2)
+    k4 = v(w + h * k3)
+    return w + (h / 6.0) * (v0 + 2 * k2 + 2 * k3 + k4)
+
+
+def integrator(name: str):
+    """The step function for ``optim.name``."""
+    steps = {"gd": gd_step, "rk4": rk4_step}
+    if name not in steps:
+        raise ValueError(f"optim.name must be one of {OPTIMIZERS}, got {name!r}")
+    return steps[name]
+
+
+class DivergenceError(RuntimeError):
+    """The flow produced a non-finite or exploding loss.
+
+    Attributes: ``step`` where it happened and ``last`` (the last finite record, or None).
+    """
+
+    def __init__(self, step: int, value: float, last: dict | None, h: float):
+        self.step, self.value, self.last = step, value, last
+        last_txt = ", ".join(f"{k}={v:.4g}" for k, v in (last or {}).items() if isinstance(v, float))
+        super().__init__(
+            f"training diverged at step {step} (t={step * h:g}): train_loss={value:.4g}. "
+            f"Last finite record: {last_txt or 'none'}. Use a smaller step (optim.h, now {h:g}), "
+            "a higher precision (precision=fp32 or fp64), or optim.name=rk4.")
+
+
+def log_schedule(steps: int, points: int = 100) -> list[int]:
+    """About ``points`` distinct steps in ``[0, steps]``, log-spaced, always with 0, 1 and ``steps``."""
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
+    grid = {0, steps} | {int(round(x)) for x in _geomspace(1, max(steps, 1), points)}
+    return sorted(s for s in grid if 0 <= s <= steps)
+
+
+def _geomspace(lo: float, hi: float, num: int) -> list[float]:
+    if num <= 1 or hi <= lo:
+        return [hi]
+    ratio = (hi / lo) ** (1.0 / (num - 1))
+    return [lo * ratio ** i for i in range(num)]
+
+
+class Flow:
+    """A trajectory of the flow: state ``w`` (m, d), step counter, observables on a schedule.
+
+    Args:
+        field: ``W -> (W Gamma, Stats)``.
+        s_star: teacher matrix (d, d) in the compute dtype, for the exact mse.
+        w0: initial weights (m, d).
+        h: step size (time ``t = step * h``).
+        lam: l2 strength; optim: ``gd`` or ``rk4``.
+        Delta: label-noise variance, added to ``test_error`` when ``noisy_test``.
+        rank_tol: eigenvalues of S above it count towards ``rank_fraction``.
+        divergence_factor: stop when train_loss exceeds this times its initial value.
+    """
+
+    def __init__(self, field: Field, s_star: torch.Tensor, w0: torch.Tensor, *, h: float, lam: float,
+                 optim: str = "gd", Delta: float = 0.0, noisy_test: bool = False, rank_tol: float = 1e-3,
+                 divergence_factor: float = 1e6):
+        self.field, self.s_star, self.w = field, s_star, w0
+        self.h, self.lam, self.Delta, self.noisy_test = h, lam, Delta, noisy_test
+        self.step_fn = integrator(optim)
+        self.rank_tol, self.divergence_factor = rank_tol, divergence_factor
+        self.step = 0
+        self.initial_loss: float | None = None
+
+    def observe(self, stats, spectrum: bool = False) -> dict:
+        """Metrics at the current state (keys of architecture.md); ``spectrum`` adds eigenvalues of S."""
+        s = student_matrix(self.w)
+        e = mse(s, self.s_star)
+        eig = torch.linalg.eigvalsh(s.double() if s.dtype == torch.bfloat16 else s)
+        rec = {"step": self.step, "t": self.step * self.h, "mse": e,
+               "test_error": 2 * e + (self.Delta if self.noisy_test else 0.0),
+               "train_loss": stats.train_loss, "in_sample_error": stats.in_sample_error,
+               "rank_fraction": float((eig > self.rank_tol).sum()) / s.shape[0]}
+        if spectrum:
+            rec["spectrum"] = eig.double().cpu().numpy()
+        return rec
+
+    def run(self, steps: int, record_steps, spectrum_steps=(), on_record=None, should_stop=None,
+            progress: bool = False):
+        """Advance to ``steps``, calling ``on_record(record)`` at each step in ``record_steps``.
+
+        ``should_stop()`` is polled after every step (e.g. a signal flag); the run
+        then returns early with ``self.step`` at the last completed step.
+        Raises :class:`DivergenceError` on a non-finite or exploding loss.
+        """
+        record, spectra = set(record_steps), set(spectrum_steps)
+        last = None
+        bar = _progress(steps, self.step, progress)
+        try:
+            while True:
+                drift, stats = self.field(self.w)
+                loss = stats.train_loss
+                if self.initial_loss is None:
+                    self.initial_loss = loss
+                if not math.isfinite(loss) or loss > self.divergence_factor * max(self.initial_loss, 1e-12):
+                    raise DivergenceError(self.step, loss, last, self.h)
+                if self.step in record or self.step in spectra:
+                    last = self.observe(stats, spectrum=self.step in spectra)
+                    if on_record is not None:
+                        on_record(last)
+                if self.step >= steps or (should_stop is not None and should_stop()):
+                    return
+                self.w = self.step_fn(self.w, velocity(self.w, drift, self.lam), self.field, self.h, self.lam)
+                self.step += 1
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(train_loss=f"{loss:.3e}", refresh=False)
+        finally:
+            if bar is not None:
+                bar.close()
+
+
+def _progress(total: int, done: int, enabled: bool):
+    """A tqdm bar on a terminal (rate and ETA); None when disabled or not a TTY (CI logs stay quiet)."""
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=done, unit="step", disable=None, dynamic_ncols=True)

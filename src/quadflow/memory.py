@@ -1,0 +1,61 @@
+"""Memory needed by a simulation, estimated before anything is allocated."""
+from __future__ import annotations
+
+import torch
+
+from quadflow.problem import Problem
+
+
+class InsufficientMemoryError(ValueError):
+    """The run would not fit on its device; the message names the bytes and the options."""
+
+
+def _gib(nbytes: float) -> str:
+    return f"{nbytes / 2**30:.2f} GiB"
+
+
+def estimate_bytes(p: Problem, *, design: str, storage: str, storage_bytes: int, compute_bytes: int,
+                   chunk_rows: int, world_size: int = 1) -> dict:
+    """Bytes per rank: ``data`` (inputs), ``labels``, ``work`` (chunk temporaries, matrices) and ``total``.
+
+    The Gaussian design stores ``n d`` numbers, the GOE design ``n d^2``; the
+    regenerate mode stores none (one chunk at a time). Labels are two vectors of n.
+    """
+    n_local = -(-p.n // world_size)
+    per_row = p.d * p.d if design == "goe" else p.d
+    data = 0 if storage == "regenerate" else n_local * per_row * storage_bytes
+    labels = 3 * n_local * compute_bytes
+    rows = min(chunk_rows, n_local)
+    width = per_row + (max(p.d, p.m) if design == "gaussian" else 0)
+    work = rows * width * max(storage_bytes, compute_bytes) * 2 + 6 * p.d * max(p.d, p.m) * compute_bytes
+    return {"data": data, "labels": labels, "work": work, "total": data + labels + work}
+
+
+def available_bytes(device: torch.device) -> int:
+    """Free memory on ``device``: ``cudaMemGetInfo`` on CUDA, MemAvailable on Linux CPUs."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 1 << 62  # unknown: do not block
+
+
+def check_fits(need: dict, device: torch.device, *, design: str) -> None:
+    """Raise :class:`InsufficientMemoryError` when ``need['total']`` exceeds 90 % of free memory."""
+    free = available_bytes(device)
+    if need["total"] <= 0.9 * free:
+        return
+    options = ["a smaller problem.d or problem.alpha",
+               "precision=bf16 (halves the stored inputs)" if design == "gaussian" else None,
+               "data.storage=regenerate (recompute inputs each step, bounded memory)" if design == "gaussian" else None,
+               "a smaller data.chunk_rows",
+               "more GPUs (torchrun --nproc_per_node=N shards the samples)"]
+    raise InsufficientMemoryError(
+        f"this run needs about {_gib(need['total'])} on {device} (inputs {_gib(need['data'])}, labels "
+        f"{_gib(need['labels'])}, work {_gib(need['work'])}) but only {_gib(free)} is free. Options: "
+        + "; ".join(o for o in options if o) + ".")
