@@ -1,0 +1,304 @@
+"""Free convolution of Marchenko-Pastur with a semicircle (theory.md section 5).
+
+``rho`` is the limiting eigenvalue density of ``Y = S* + sqrt(xi) G`` where
+``S* = W*^T W* / m*`` (Marchenko-Pastur with ratio ``1/kappa_star``, mean
+eigenvalue 1) and ``G`` is GOE (semicircle on [-2, 2]), i.e. MP(1/kappa_star)
+free-convolved with a semicircle of variance ``xi``. Its Stieltjes transform
+``g(z) = int rho(y) / (z - y) dy`` solves the cubic
+
+    xi g^3 - (z + kappa_star xi) g^2 + (1 - kappa_star + kappa_star z) g - kappa_star = 0,
+
+equivalently ``z(g) = 1/g + kappa_star/(kappa_star - g) + xi g`` (the inverse of
+``g``: the MP R-transform plus ``xi g``). On the real axis, inside the support
+the cubic has a complex-conjugate pair and ``rho = |Im g| / pi``,
+``H = Re g`` (the Hilbert transform, p.v. ``int rho(y)/(x - y) dy``).
+
+The support edges are the critical values of ``z(g)`` on the real line (roots of
+a quartic in ``g``); with two critical points the support is one interval,
+with four it is two (for ``kappa_star < 1`` and small ``xi`` the MP atom at 0
+becomes a small bump of mass ``1 - kappa_star``). For ``xi = 0`` the law is
+Marchenko-Pastur itself (atom at 0 of mass ``1 - kappa_star`` when
+``kappa_star < 1``, reported separately as ``atom``).
+
+Integrals against ``rho`` use, on each interval ``[e0, e1]``, the substitution
+``x = (e0 + e1)/2 - (e1 - e0)/2 cos(theta)``: the square-root edges make
+``rho(x) dx/dtheta`` a smooth even function of ``theta``, so a cosine series
+from midpoint samples converges spectrally, and integrals from any cut ``b``
+to the top of the support are closed-form sums (``SpectralTable``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.fft import dct
+
+from quadflow.problem import check_domain
+
+_REAL_TOL = 1e-9  # relative imaginary part below which a quartic root counts as real
+
+
+def _check(kappa_star: float, xi: float) -> None:
+    check_domain(kappa_star=kappa_star)
+    if not (np.isfinite(xi) and xi >= 0):
+        raise ValueError(f"xi must be a finite number >= 0, got {xi!r}")
+
+
+def _mp_edges(kappa_star: float) -> tuple[float, float]:
+    r = 1.0 / np.sqrt(kappa_star)
+    return (1.0 - r) ** 2, (1.0 + r) ** 2
+
+
+def _z_of_g(g, kappa_star: float, xi: float):
+    return 1.0 / g + kappa_star / (kappa_star - g) + xi * g
+
+
+def support(kappa_star: float, xi: float) -> np.ndarray:
+    """Support intervals of ``rho``, shape ``(k, 2)`` with ``k`` in {1, 2}, sorted.
+
+    For ``xi > 0`` these are the sorted critical values of ``z(g)``; for
+    ``xi = 0`` the Marchenko-Pastur bulk (the atom at 0 is not an interval).
+    """
+    _check(kappa_star, xi)
+    if xi == 0:
+        return np.array([_mp_edges(kappa_star)])
+    ks = kappa_star
+    # z'(g) = 0  <=>  xi g^2 (ks - g)^2 + ks g^2 - (ks - g)^2 = 0
+    roots = np.roots([xi, -2 * xi * ks, xi * ks ** 2 + ks - 1, 2 * ks, -ks ** 2])
+    real = roots[np.abs(roots.imag) <= _REAL_TOL * np.maximum(1.0, np.abs(roots))].real
+    values = np.sort(_z_of_g(real, ks, xi))
+    if values.size not in (2, 4):  # pragma: no cover - guards numerical breakdown
+        raise RuntimeError(f"found {values.size} support edges at kappa_star={ks}, xi={xi}")
+    return values.reshape(-1, 2)
+
+
+def edges(kappa_star: float, xi: float) -> np.ndarray:
+    """Flat sorted array of support edges (length 2 or 4)."""
+    return support(kappa_star, xi).ravel()
+
+
+def stieltjes(x, kappa_star: float, xi: float) -> np.ndarray:
+    """``g(x - i0)`` on real points ``x`` (any shape), the physical root of the cubic.
+
+    Inside the support ``Im g = -pi rho(x) < 0``; outside, ``g`` is real and equal to
+    the Hilbert transform. Vectorised: one batched 3x3 eigenvalue solve plus
+    Newton polishing. Requires ``xi > 0``.
+    """
+    _check(kappa_star, xi)
+    if xi == 0:
+        raise ValueError("xi must be > 0 for stieltjes (use the Marchenko-Pastur formulas)")
+    x = np.asarray(x, dtype=float)
+    flat = x.ravel()
+    roots = _cubic_roots(flat, kappa_star, xi)
+    inside = np.abs(roots.imag).max(axis=1) > 1e-12 * np.maximum(1.0, np.abs(roots).max(axis=1))
+    out = np.empty(flat.shape, dtype=complex)
+    # inside: the member of the conjugate pair with Im g < 0
+    idx = np.argmin(roots.imag, axis=1)
+    out[inside] = roots[inside, idx[inside]]
+    if np.any(~inside):
+        out[~inside] = _physical_real_root(flat[~inside], roots[~inside].real, kappa_star, xi)
+    out = _polish(out, flat, kappa_star, xi)
+    inside_now = out.imag < 0
+    out[inside_now] = out[inside_now].real - 1j * np.abs(out[inside_now].imag)
+    return out.reshape(x.shape)
+
+
+def _cubic_roots(x: np.ndarray, ks: float, xi: float) -> np.ndarray:
+    """All three roots of the cubic at each real ``x``, shape ``(len(x), 3)``."""
+    comp = np.zeros((x.size, 3, 3))
+    comp[:, 0, 0] = (x + ks * xi) / xi
+    comp[:, 0, 1] = -(1.0 - ks + ks * x) / xi
+    comp[:, 0, 2] = ks / xi
+    comp[:, 1, 0] = 1.0
+    comp[:, 2, 1] = 1.0
+    return np.linalg.eigvals(comp)
+
+
+def _polish(g: np.ndarray, x: np.ndarray, ks: float, xi: float, steps: int = 2) -> np.ndarray:
+    """Newton steps on the cubic (fixes the eigen-solver's loss of accuracy for small xi)."""
+    for _ in range(steps):
+        p = ((xi * g - (x + ks * xi)) * g + (1 - ks + ks * x)) * g - ks
+        dp = (3 * xi * g - 2 * (x + ks * xi)) * g + (1 - ks + ks * x)
+        ok = np.abs(dp) > 1e-14 * (1 + np.abs(g))
+        g = np.where(ok, g - p / np.where(ok, dp, 1.0), g)
+    return g
+
+
+def _physical_real_root(x: np.ndarray, real_roots: np.ndarray, ks: float, xi: float) -> np.ndarray:
+    """Outside the support, the real root equal to ``int rho(y)/(x-y) dy``.
+
+    The integral is estimated by quadrature (accurate to ~1e-3 even near an edge,
+    where the competing roots merge anyway) and snapped to the nearest real root.
+    """
+    table = SpectralTable(ks, xi)
+    estimate = table.integrate(lambda y: 1.0 / (x[:, None] - y[None, :]))
+    pick = np.argmin(np.abs(real_roots - estimate[:, None]), axis=1)
+    return real_roots[np.arange(x.size), pick]
+
+
+def density(x, kappa_star: float, xi: float) -> np.ndarray:
+    """``rho(x)`` on real points (any shape); for ``xi = 0`` the MP bulk density (no atom)."""
+    _check(kappa_star, xi)
+    x = np.asarray(x, dtype=float)
+    if xi == 0:
+        lo, hi = _mp_edges(kappa_star)
+        inside = (x > lo) & (x < hi)
+        xs = np.where(inside, x, 1.0)
+        return np.where(inside, kappa_star * np.sqrt(np.clip((hi - xs) * (xs - lo), 0, None))
+                        / (2 * np.pi * xs), 0.0)
+    out = np.zeros(x.shape)
+    inside = _in_support(x, support(kappa_star, xi))
+    if np.any(inside):
+        out[inside] = -stieltjes(x[inside], kappa_star, xi).imag / np.pi
+    return out
+
+
+def hilbert(x, kappa_star: float, xi: float) -> np.ndarray:
+    """Hilbert transform ``H(x) = p.v. int rho(y)/(x - y) dy`` = Re g on real points."""
+    _check(kappa_star, xi)
+    return stieltjes(x, kappa_star, xi).real
+
+
+def _in_support(x: np.ndarray, intervals: np.ndarray) -> np.ndarray:
+    inside = np.zeros(x.shape, dtype=bool)
+    for lo, hi in intervals:
+        inside |= (x > lo) & (x < hi)
+    return inside
+
+
+def atom(kappa_star: float, xi: float) -> float:
+    """Mass of the atom at 0: ``1 - kappa_star`` for ``xi = 0, kappa_star < 1``, else 0."""
+    _check(kappa_star, xi)
+    return max(0.0, 1.0 - kappa_star) if xi == 0 else 0.0
+
+
+@dataclass(frozen=True)
+class _Interval:
+    lo: float
+    hi: float
+    theta: np.ndarray  # midpoint nodes in (0, pi), shape (N,)
+    x: np.ndarray  # nodes in (lo, hi)
+    weight: np.ndarray  # rho(x) dx/dtheta * pi/N: midpoint-rule weights of rho dx
+    g: np.ndarray  # complex g(x - i0) at the nodes
+
+
+class SpectralTable:
+    """``rho`` and ``H`` sampled on the support, for integrals ``int_b^inf rho(x) f(x) dx``.
+
+    Args:
+        kappa_star: teacher width ratio (> 0).
+        xi: semicircle variance (> 0).
+        n_nodes: nodes per interval; doubled (up to ``max_nodes``) until the cosine
+            coefficients of ``rho dx/dtheta`` have decayed to ``tol`` of the total mass.
+
+    Attributes:
+        intervals: support intervals, shape (k, 2).
+        x, weight, rho, hilbert: all nodes concatenated; ``sum(weight * f(x))``
+            approximates ``int rho f`` (spectrally accurate for smooth f).
+    """
+
+    def __init__(self, kappa_star: float, xi: float, n_nodes: int = 96,
+                 max_nodes: int = 3072, tol: float = 1e-11) -> None:
+        _check(kappa_star, xi)
+        if xi == 0:
+            raise ValueError("xi must be > 0 for SpectralTable")
+        self.kappa_star, self.xi = float(kappa_star), float(xi)
+        self.intervals = support(kappa_star, xi)
+        self._parts = [self._interval(lo, hi, n_nodes, max_nodes, tol) for lo, hi in self.intervals]
+        self.x = np.concatenate([p.x for p in self._parts])
+        self.weight = np.concatenate([p.weight for p in self._parts])
+        g = np.concatenate([p.g for p in self._parts])
+        self.rho = -g.imag / np.pi
+        self.hilbert = g.real
+
+    def _interval(self, lo: float, hi: float, n: int, max_nodes: int, tol: float) -> _Interval:
+        while True:
+            theta = np.pi * (np.arange(n) + 0.5) / n
+            x = 0.5 * (lo + hi) - 0.5 * (hi - lo) * np.cos(theta)
+            g = stieltjes_inside(x, self.kappa_star, self.xi)
+            f = -g.imag / np.pi * 0.5 * (hi - lo) * np.sin(theta)
+            coef = _cosine_coefficients(f[None, :])[0]
+            tail = np.abs(coef[-max(4, n // 8):]).max()
+            if tail <= tol * abs(coef[0]) or n >= max_nodes:
+                return _Interval(lo, hi, theta, x, f * np.pi / n, g)
+            n *= 2
+
+    def integrate(self, f) -> np.ndarray:
+        """``int rho(x) f(x) dx`` over the whole support; ``f`` maps nodes (N,) to (..., N)."""
+        return np.sum(f(self.x) * self.weight, axis=-1)
+
+    def tail_integrals(self, funcs: np.ndarray, cuts) -> np.ndarray:
+        """``int_b^inf rho(x) funcs_i(x) dx`` for each cut ``b``.
+
+        Args:
+            funcs: values of the integrands at ``self.x``, shape (F, N_total).
+            cuts: cut points ``b``, shape (B,) (any real numbers).
+        Returns:
+            shape (F, B).
+        """
+        cuts = np.atleast_1d(np.asarray(cuts, dtype=float))
+        out = np.zeros((funcs.shape[0], cuts.size))
+        start = 0
+        for part in self._parts:
+            n = part.x.size
+            vals = funcs[:, start:start + n] * (part.weight * n / np.pi)
+            start += n
+            coef = _cosine_coefficients(vals)  # (F, n)
+            cos_t = np.clip((0.5 * (part.lo + part.hi) - cuts) / (0.5 * (part.hi - part.lo)), -1, 1)
+            tb = np.arccos(cos_t)  # theta of the cut, 0 below the interval, pi above
+            k = np.arange(1, n)
+            basis = np.concatenate([(np.pi - tb)[None, :], -np.sin(np.outer(k, tb)) / k[:, None]])
+            out += coef @ basis
+        return out
+
+    def cdf_upper(self, b) -> np.ndarray:
+        """``int_b^inf rho`` (the upper tail mass) at cuts ``b``."""
+        return self.tail_integrals(np.ones((1, self.x.size)), b)[0]
+
+    def upper_quantile(self, mass: float) -> float:
+        """``omega`` with ``int_omega^inf rho = mass`` (0 < mass < 1)."""
+        if not 0 < mass < 1:
+            raise ValueError(f"mass must be in (0, 1), got {mass!r}")
+        lo, hi = self.intervals[0, 0], self.intervals[-1, 1]
+        ones = np.ones((1, self.x.size))
+        for _ in range(200):  # bisection on the monotone tail mass, then exact
+            mid = 0.5 * (lo + hi)
+            if self.tail_integrals(ones, mid)[0, 0] > mass:
+                lo = mid
+            else:
+                hi = mid
+            if hi - lo < 1e-13 * max(1.0, abs(mid)):
+                break
+        return 0.5 * (lo + hi)
+
+
+def stieltjes_inside(x: np.ndarray, kappa_star: float, xi: float) -> np.ndarray:
+    """``g(x - i0)`` for points known to lie inside the support (no outside branch logic)."""
+    roots = _cubic_roots(x, kappa_star, xi)
+    g = roots[np.arange(x.size), np.argmin(roots.imag, axis=1)]
+    g = _polish(g, x, kappa_star, xi)
+    return g.real - 1j * np.abs(g.imag)
+
+
+def _cosine_coefficients(f: np.ndarray) -> np.ndarray:
+    """Coefficients ``a_k`` with ``f(theta_j) = sum_k a_k cos(k theta_j)`` at midpoints.
+
+    ``f`` shape (F, N) sampled at ``theta_j = pi (j + 1/2)/N``; returns (F, N).
+    """
+    coef = dct(f, type=2, axis=-1) / f.shape[-1]
+    coef[..., 0] *= 0.5
+    return coef
+
+
+def cdf(x, kappa_star: float, xi: float) -> np.ndarray:
+    """``P(Y <= x)`` on points ``x`` (any shape), ``xi > 0``."""
+    _check(kappa_star, xi)
+    x = np.asarray(x, dtype=float)
+    table = SpectralTable(kappa_star, xi)
+    return 1.0 - table.cdf_upper(x.ravel()).reshape(x.shape)
+
+
+def upper_quantile(mass: float, kappa_star: float, xi: float) -> float:
+    """``omega`` with ``int_omega^inf rho = mass`` (``xi > 0``)."""
+    _check(kappa_star, xi)
+    return SpectralTable(kappa_star, xi).upper_quantile(mass)
