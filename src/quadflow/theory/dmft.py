@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -94,7 +95,8 @@ def solve_dmft(p: Problem, h: float = 0.05, steps: int = 400, d_eff: int = 64, s
         h, steps: GD step size (paper's time, t = step * h) and number of steps.
         d_eff: dimension of the effective matrix process (>= 8; O(1/d_eff) bias).
         samples: independent copies of the effective process averaged in the kernels.
-        seed: seed of all frozen random numbers.
+        seed: seed of all frozen random numbers; sample b shares its teacher and
+            initialisation with ``simulate``/``solve_population`` at d_eff and seed + b.
         device, dtype: torch device (``cpu``, ``cuda``, ``auto``) and dtype.
         tol: convergence threshold on the per-iteration residual
             (:func:`quadflow.theory.dmft_kernels.kernel_change`).
@@ -122,10 +124,8 @@ def solve_dmft(p: Problem, h: float = 0.05, steps: int = 400, d_eff: int = 64, s
     _check(p, h, steps, d_eff, samples, tol, max_iter, damping, spectrum_steps)
     start = time.perf_counter()
     dev = resolve_device(device)
-    m = max(1, round(p.kappa * d_eff))
-    m_star = max(1, round(p.kappa_star * d_eff))
     delta = 1.0 / (2.0 * p.alpha)
-    draws = draw(d_eff, m, m_star, p.sigma0, steps, samples, seed, dev, dtype)
+    draws = draw(replace(p, d=d_eff), steps, samples, seed, dev, dtype)
     C_r = torch.zeros(steps + 1, steps + 1, dtype=dtype, device=dev)
     K = torch.zeros_like(C_r)
     residuals, converged, best, stalled = [], False, math.inf, 0

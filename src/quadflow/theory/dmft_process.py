@@ -24,7 +24,8 @@ from dataclasses import dataclass
 
 import torch
 
-from quadflow.data import generator
+from quadflow.data import Seeds, generator, initial_weights, teacher_matrix
+from quadflow.problem import Problem
 
 
 @dataclass(frozen=True)
@@ -80,15 +81,19 @@ def goe(shape: tuple[int, ...], d: int, g: torch.Generator, device, dtype) -> to
     return (a + a.transpose(-1, -2)) / math.sqrt(2.0 * d)
 
 
-def draw(d: int, m: int, m_star: int, sigma0: float, steps: int, samples: int, seed: int,
-         device: torch.device, dtype: torch.dtype) -> Draws:
-    """Draw every random number of the effective process from ``seed`` (one stream per role)."""
-    streams = [generator(seed, c, device) for c in range(4)]
-    w_star = torch.randn(samples, m_star, d, generator=streams[0], device=device, dtype=dtype)
-    s_star = w_star.transpose(1, 2) @ w_star / m_star
-    w0 = sigma0 * torch.randn(samples, m, d, generator=streams[1], device=device, dtype=dtype)
-    return Draws(s_star=s_star, w0=w0, goe=goe((steps + 1, samples), d, streams[2], device, dtype),
-                 probes=orthogonal_probes(steps, samples, d, streams[3], device, dtype))
+def draw(q: Problem, steps: int, samples: int, seed: int, device: torch.device, dtype: torch.dtype) -> Draws:
+    """Draw every random number of the effective process at dimension ``q.d`` from ``seed``.
+
+    Sample ``b`` has the teacher and initialisation of ``quadflow.simulate`` (and
+    ``solve_population``) at dimension ``q.d`` with seed ``seed + b``; the GOE
+    draws and the probes come from their own streams.
+    """
+    seeds = [Seeds.from_master(seed + b) for b in range(samples)]
+    s_star = torch.stack([teacher_matrix(q, s.teacher) for s in seeds]).to(device, dtype)
+    w0 = torch.stack([initial_weights(q, s.init) for s in seeds]).to(device, dtype)
+    g_noise, g_probe = (generator(seed, counter, device) for counter in (101, 102))
+    return Draws(s_star=s_star, w0=w0, goe=goe((steps + 1, samples), q.d, g_noise, device, dtype),
+                 probes=orthogonal_probes(steps, samples, q.d, g_probe, device, dtype))
 
 
 @dataclass
@@ -99,15 +104,17 @@ class PassResult:
     R: (B, T+1, T+1) per-sample Hutchinson estimates of ``(1/D) Tr dS_k/dGamma_j``,
         strictly lower-triangular (the factor h is inside, as in discrete GD).
     spectra: {step: (B, d) eigenvalues of S_step}.
+    E: (T+1, B, d, d) errors ``S_k - S*`` when asked for (``keep_states``), else None.
     """
 
     C_e: torch.Tensor
     R: torch.Tensor
     spectra: dict
+    E: torch.Tensor | None = None
 
 
 def run_pass(draws: Draws, K: torch.Tensor, L: torch.Tensor, *, alpha: float, h: float, lam: float,
-             spectrum_steps=(), block: int = 32) -> PassResult:
+             spectrum_steps=(), block: int = 32, keep_states: bool = False) -> PassResult:
     """Run the effective process and its tangent for T steps under kernels ``K`` and ``L``.
 
     Args:
@@ -118,6 +125,7 @@ def run_pass(draws: Draws, K: torch.Tensor, L: torch.Tensor, *, alpha: float, h:
         spectrum_steps: steps at which the eigenvalues of S are kept.
         block: the memory sum over past blocks is one matrix product per block of
             this many steps (the in-block part is a short vector product per step).
+        keep_states: also return the error trajectory ``E`` (diagnostics, tests).
 
     Cost: O(T m d^2 B) for the matrix products, O(T^2 d^2 B) for memory and noise.
     """
@@ -153,4 +161,5 @@ def run_pass(draws: Draws, K: torch.Tensor, L: torch.Tensor, *, alpha: float, h:
     pr = draws.probes.reshape(T, B, d * d).transpose(0, 1)
     R = C_e.new_zeros(B, T + 1, T + 1)
     R[:, :, :T] = (ds @ pr.transpose(1, 2)) / (d * (d + 1) // 2)
-    return PassResult(C_e=C_e, R=torch.tril(R, diagonal=-1), spectra=spectra)
+    return PassResult(C_e=C_e, R=torch.tril(R, diagonal=-1), spectra=spectra,
+                      E=hist[:, 0].clone() if keep_states else None)
