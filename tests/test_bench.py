@@ -1,0 +1,89 @@
+"""The benchmark harness: quick run's JSON, dispatcher rules, and naive step == quadflow step."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from quadflow import Problem, Simulation
+from quadflow.model import EmpiricalField
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def _load(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load("quadflow_bench_cli", SCRIPTS / "bench.py")
+sim_bench = _load("quadflow_bench_sim", SCRIPTS / "benchmarks" / "sim.py")
+
+
+@pytest.mark.parametrize("kappa", [0.5, 2.0])
+@pytest.mark.parametrize("route", ["S", "W"])
+@pytest.mark.parametrize("micro_batches", [1, 3])
+def test_naive_sgd_step_equals_quadflow_gd_step_fp64(kappa, route, micro_batches):
+    """One SGD step of the autograd baseline (lr = h d m) is quadflow's ``W + 2h (W Gamma - lam W)``."""
+    p = Problem(d=12, kappa=kappa, kappa_star=0.5, alpha=1.5, Delta=0.1, lam=0.2)
+    sim = Simulation(p, h=0.03, seed=3, precision="fp64")
+    w0 = sim.flow.w
+    field = EmpiricalField(sim.data, route=route, chunk_rows=50)  # several chunks
+    w_quadflow = sim_bench.QuadflowStepper(sim, field, w0)()
+    naive = sim_bench.NaiveStepper(w0, sim.data.inputs, sim.data.y, p, 0.03, "fp64", -(-p.n // micro_batches))
+    assert naive.micro_batches == micro_batches
+    w_naive = naive()
+    gap = sim_bench.agreement(w0, w_quadflow, w_naive)
+    assert gap["rel_to_update"] < 1e-12
+    drift, _ = sim.flow.field(w0)  # and both equal the library's own Euler step
+    torch.testing.assert_close(w_naive, w0 + 2 * 0.03 * (drift - p.lam * w0), rtol=1e-12, atol=1e-12)
+
+
+def test_quick_sim_suite_json(tmp_path):
+    """``bench.py --suite sim --quick`` writes the same JSON to --out and stdout, with every figure."""
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, str(SCRIPTS / "bench.py"), "--suite", "sim", "--quick", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    assert json.loads(proc.stdout) == report
+    assert {"torch", "device_name", "torch_threads", "cpu_count"} <= set(report["machine"])
+    suite = report["suites"]["sim"]["result"]
+    assert suite["gemm_peak"]["fp32"]["tflops"] > 0
+    modes, sizes, kappas = (suite["problem"][k] for k in ("precisions", "sizes", "kappas"))
+    assert len(suite["results"]) == len(modes) * len(sizes) * len(kappas)
+    for res in suite["results"]:
+        for timed in (res["quadflow"]["S"], res["quadflow"]["W"], res["quadflow"]["auto"], res["naive"]):
+            assert timed["seconds_per_step"] > 0 and timed["tflops"] > 0
+            assert 0 < timed["fraction_of_fp32_peak"]
+        assert res["quadflow"]["auto"]["route"] == ("W" if res["m"] < res["d"] else "S")
+        assert set(res["speedup_vs_naive"]) == {"S", "W", "auto"}
+        tol = 1e-4 if res["precision"] == "fp32" else 5e-2
+        assert all(res["agreement"][r]["rel_to_update"] < tol for r in ("S", "W")), res["agreement"]
+        assert res["memory"]["dataset_bytes"] == res["n"] * res["d"] * (2 if res["precision"] == "bf16" else 4)
+
+
+def test_dispatcher_skips_missing_suite_and_passes_accepted_kwargs():
+    assert bench.load_suite("no_such_suite") is None
+    assert "skipped" in bench.run_suite("no_such_suite", quick=True, device="cpu")
+
+    def run_without_device(quick=False):
+        return {"quick": quick}
+
+    assert bench.call_suite(run_without_device, quick=True, device="cpu") == {"quick": True}
+    assert bench.parse_args(["--suite", "sim"]).suite == ["sim"]
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--suite", "bogus"])
+
+
+def test_jsonable_makes_strict_json():
+    data = {"a": float("nan"), "b": torch.tensor([1.0, 2.0]), "c": (1, float("inf"))}
+    assert json.loads(json.dumps(bench.jsonable(data), allow_nan=False)) == {"a": None, "b": [1.0, 2.0],
+                                                                             "c": [1, None]}
