@@ -149,32 +149,27 @@ class _Slice:
         return self._omega[kappa]
 
     def _quantile(self, mass: float) -> float:
+        """Bracket on the nodes and edges, then Newton (derivative ``-rho``) safeguarded by bisection."""
         t = self.table
-        lo, hi = t.intervals[0, 0], t.intervals[-1, 1]
-        grid = np.linspace(lo, hi, 65)
-        tail = t.cdf_upper(grid)  # decreasing from 1 to 0
-        i = int(np.searchsorted(-tail, -mass))  # first grid point with tail <= mass
-        a, b = grid[max(i - 1, 0)], grid[min(i, grid.size - 1)]
-        fa, fb = tail[max(i - 1, 0)] - mass, tail[min(i, grid.size - 1)] - mass
-        for _ in range(60):  # safeguarded Newton (derivative -rho) inside [a, b]
-            x = a - fa * (b - a) / (fb - fa) if fb != fa else 0.5 * (a + b)
+        grid = np.sort(np.concatenate([t.intervals.ravel(), t.x]))
+        tail = t.cdf_upper(grid)  # non-increasing from 1 to 0
+        i = int(np.clip(np.searchsorted(-tail, -mass), 1, grid.size - 1))
+        a, b = grid[i - 1], grid[i]
+        x = 0.5 * (a + b)
+        for _ in range(100):
             f = t.cdf_upper(x)[0] - mass
-            rho = -stieltjes_inside(np.array([x]), self.table.kappa_star, self.table.xi).imag[0] / np.pi
             if f > 0:
-                a, fa = x, f
+                a = x
             else:
-                b, fb = x, f
-            if rho > 0:
-                xn = x + f / rho
-                if a < xn < b:
-                    fn = t.cdf_upper(xn)[0] - mass
-                    if fn > 0:
-                        a, fa = xn, fn
-                    else:
-                        b, fb = xn, fn
-            if b - a < 1e-14 * max(1.0, abs(a)) or min(abs(fa), abs(fb)) < 1e-15:
-                break
-        return a if abs(fa) < abs(fb) else b
+                b = x
+            rho = -stieltjes_inside(np.array([x]), t.kappa_star, t.xi).imag[0] / np.pi
+            xn = x + f / rho if rho > 0 else 0.5 * (a + b)
+            if not a < xn < b:
+                xn = 0.5 * (a + b)
+            if abs(xn - x) <= 1e-15 * max(1.0, abs(x)) or b - a <= 1e-15 * max(1.0, abs(x)):
+                return xn
+            x = xn
+        return x
 
     def values(self, q, kappa: float) -> dict:
         """Functionals at thresholds ``q`` (array); keys mse, I, P (rank), trace, J0."""
