@@ -112,12 +112,13 @@ class Flow:
             rec["spectrum"] = eig.double().cpu().numpy()
         return rec
 
-    def run(self, steps: int, record_steps, spectrum_steps=(), on_record=None, should_stop=None,
+    def run(self, steps: int, record_steps, spectrum_steps=(), on_record=None, on_step=None,
             progress: bool = False):
         """Advance to ``steps``, calling ``on_record(record)`` at each step in ``record_steps``.
 
-        ``should_stop()`` is polled after every step (e.g. a signal flag); the run
-        then returns early with ``self.step`` at the last completed step.
+        ``on_step(flow)`` is called after every completed step (checkpoints, signal
+        flags); when it returns True the run returns early, ``self.step`` being
+        the next step to evaluate.
         Raises :class:`DivergenceError` on a non-finite or exploding loss.
         """
         record, spectra = set(record_steps), set(spectrum_steps)
@@ -135,13 +136,15 @@ class Flow:
                     last = self.observe(stats, spectrum=self.step in spectra)
                     if on_record is not None:
                         on_record(last)
-                if self.step >= steps or (should_stop is not None and should_stop()):
+                if self.step >= steps:
                     return
                 self.w = self.step_fn(self.w, velocity(self.w, drift, self.lam), self.field, self.h, self.lam)
                 self.step += 1
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(train_loss=f"{loss:.3e}", refresh=False)
+                if on_step is not None and on_step(self):
+                    return
         finally:
             if bar is not None:
                 bar.close()

@@ -75,12 +75,12 @@ class Simulation:
     def step(self) -> int:
         return self.flow.step
 
-    def run(self, steps: int, record_steps=None, spectrum_steps=(), on_record=None, should_stop=None,
+    def run(self, steps: int, record_steps=None, spectrum_steps=(), on_record=None, on_step=None,
             progress: bool = False) -> None:
         """Train up to ``steps`` (see :meth:`quadflow.flow.Flow.run`); default schedule log-spaced."""
         record_steps = log_schedule(steps) if record_steps is None else record_steps
         with self.precision.matmul_context():
-            self.flow.run(steps, record_steps, spectrum_steps, on_record, should_stop, progress)
+            self.flow.run(steps, record_steps, spectrum_steps, on_record, on_step, progress)
 
     def state_dict(self) -> dict:
         """What a checkpoint needs: data and teacher are regenerated from the seeds."""
