@@ -89,13 +89,20 @@ def machine_info(device: str) -> dict:
     """Versions, CPU, threads and accelerator of this run."""
     info = {"torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
             "cpu": cpu_model(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "device": device, "git_commit": git_commit()}
+            "device": device, "git_commit": git_commit(), "loadavg_start": load_average()}
     if device == "cuda":
         info.update(cuda=torch.version.cuda, device_name=torch.cuda.get_device_name(),
                     device_memory_bytes=torch.cuda.get_device_properties(0).total_memory)
     else:
         info["device_name"] = info["cpu"]
     return info
+
+
+def load_average() -> list[float] | None:
+    """1, 5 and 15-minute load averages (other processes sharing the CPU skew CPU timings)."""
+    with contextlib.suppress(OSError, AttributeError):
+        return list(os.getloadavg())
+    return None
 
 
 def cpu_model() -> str:
@@ -141,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.suite:
         print(f"[bench] suite {name} ...", file=sys.stderr, flush=True)
         report["suites"][name] = run_suite(name, args.quick, device)
+    report["machine"]["loadavg_end"] = load_average()
     text = json.dumps(jsonable(report), indent=2, allow_nan=False)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -38,20 +38,29 @@ GEMM_SIZE = {("cpu", False): 4096, ("cpu", True): 1024, ("cuda", False): 8192, (
 KAPPAS = (0.5, 2.0)
 ALPHA, KAPPA_STAR, LAM, H, SEED = 1.0, 0.5, 0.01, 0.05, 0
 ROUTES = ("S", "W")
-# Seconds of timed steps aimed at per measurement, and the step length above
-# which a step is timed once, without a warm-up step (d = 1024 on a CPU).
-TARGET_SECONDS = {False: 6.0, True: 0.2}
+# Timing: after one warm-up step, repeat for about TARGET_SECONDS (at least
+# MIN_REPEATS, at most MAX_REPEATS). A CPU step expected to last more than
+# LONG_STEP_SECONDS at the GEMM peak is timed once, without warm-up (d = 1024).
+TARGET_SECONDS = {("cpu", False): 3.0, ("cpu", True): 0.2, ("cuda", False): 1.0, ("cuda", True): 0.2}
+MIN_REPEATS = {"cpu": 1, "cuda": 5}
+MAX_REPEATS = 10
 LONG_STEP_SECONDS = 10.0
-MAX_REPEATS = 20
+# bf16 on a CPU is timed up to this d only (keeps the default CPU run near 10 minutes).
+CPU_BF16_MAX_D = 512
 # Naive baseline: (rows, m) temporaries alive in its backward pass, and the
 # bytes they may take on a CPU (beyond that, gradient accumulation over micro-batches).
 NAIVE_TEMPORARIES = 4
 NAIVE_CPU_BUDGET = 2 * 2**30
+NOTES = {"cpu": ["tf32 is not timed on CPU: it only changes CUDA matmuls, so it equals fp32 there",
+                 f"bf16 is timed on CPU for d <= {CPU_BF16_MAX_D} only, to bound the run time"],
+         "cuda": []}
 
 
-def precisions(device: str) -> tuple[str, ...]:
-    """Precision modes to time: TF32 only changes CUDA matmuls, so it is fp32 on a CPU."""
-    return ("fp32", "tf32", "bf16") if device == "cuda" else ("fp32", "bf16")
+def precisions(device: str, d: int | None = None) -> tuple[str, ...]:
+    """Precision modes to time at size ``d`` (all sizes when None); see ``NOTES``."""
+    if device == "cuda":
+        return ("fp32", "tf32", "bf16")
+    return ("fp32", "bf16") if d is None or d <= CPU_BF16_MAX_D else ("fp32",)
 
 
 def quadflow_flops(p: Problem, route: str) -> int:
@@ -80,30 +89,21 @@ def gemm_peak(device: torch.device, precision: str, size: int) -> dict:
     a = torch.randn(size, size, generator=g, device=device, dtype=dtype)
     b = torch.randn(size, size, generator=g, device=device, dtype=dtype)
     with prec.matmul_context():
-        times = time_calls(lambda: torch.mm(a, b), device, warmup=1, repeats=5 if device.type == "cuda" else 3)
-    best = min(times)
+        time_calls(lambda: torch.mm(a, b), device, 1)
+        best = min(time_calls(lambda: torch.mm(a, b), device, 5 if device.type == "cuda" else 3))
     return {"precision": precision, "size": size, "seconds": best, "tflops": 2 * size ** 3 / best / 1e12}
 
 
-def time_calls(fn, device: torch.device, warmup: int, repeats: int) -> list[float]:
-    """Wall seconds of each of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones."""
+def time_calls(fn, device: torch.device, repeats: int) -> list[float]:
+    """Wall seconds of each of ``repeats`` calls of ``fn`` (synchronised on CUDA)."""
     times = []
-    for i in range(warmup + repeats):
+    for _ in range(repeats):
         synchronize(device)
         t0 = time.perf_counter()
         fn()
         synchronize(device)
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
+        times.append(time.perf_counter() - t0)
     return times
-
-
-def plan(flops: int, peak_tflops: float, device: torch.device, quick: bool) -> tuple[int, int]:
-    """``(warmup, repeats)`` for a step of ``flops``, from its duration at the measured peak."""
-    est = flops / (peak_tflops * 1e12)
-    if device.type == "cpu" and est > LONG_STEP_SECONDS:
-        return 0, 1
-    return 1, max(2, min(MAX_REPEATS, int(TARGET_SECONDS[quick] / est)))
 
 
 class QuadflowStepper:
@@ -240,18 +240,22 @@ def _proc_status_bytes(key: str) -> int | None:
     return None
 
 
-def rates(seconds: list[float], flops: int, peaks: dict, precision: str, warmup: int) -> dict:
+def rates(seconds: list[float], flops: int, peaks: dict, precision: str) -> dict:
     """Median seconds per step, TFLOP/s, and fractions of the fp32 and same-precision GEMM peaks."""
     sec = sorted(seconds)[len(seconds) // 2]
     tflops = flops / sec / 1e12
-    return {"seconds_per_step": sec, "step_seconds": seconds, "warmup_steps": warmup, "flops": flops,
-            "tflops": tflops, "fraction_of_fp32_peak": tflops / peaks["fp32"]["tflops"],
+    return {"seconds_per_step": sec, "step_seconds": seconds, "flops": flops, "tflops": tflops,
+            "fraction_of_fp32_peak": tflops / peaks["fp32"]["tflops"],
             "fraction_of_precision_peak": tflops / peaks[precision]["tflops"]}
 
 
 def measure(stepper, flops: int, peaks: dict, precision: str, device: torch.device, quick: bool):
-    """Time ``stepper``; return ``(rates, W after its first step)``."""
-    warmup, repeats = plan(flops, peaks[precision]["tflops"], device, quick)
+    """Time steps of ``stepper``; return ``(figures, W after its first step)``.
+
+    One warm-up step sets the number of timed ones (see ``TARGET_SECONDS``). On a
+    CPU, ``cpu_utilisation`` (process CPU time / wall time / threads) well below 1
+    means that other processes shared the cores during the timing.
+    """
     first = []
 
     def step():
@@ -259,7 +263,18 @@ def measure(stepper, flops: int, peaks: dict, precision: str, device: torch.devi
         if not first:
             first.append(w.detach().clone())
 
-    return rates(time_calls(step, device, warmup, repeats), flops, peaks, precision, warmup), first[0]
+    if device.type == "cpu" and flops / (peaks[precision]["tflops"] * 1e12) > LONG_STEP_SECONDS:
+        warmup, repeats = 0, 1
+    else:
+        warmup, warm_seconds = 1, time_calls(step, device, 1)[0]
+        repeats = int(TARGET_SECONDS[(device.type, quick)] / warm_seconds)
+        repeats = max(MIN_REPEATS[device.type], min(MAX_REPEATS, repeats))
+    cpu0 = time.process_time()
+    seconds = time_calls(step, device, repeats)
+    figures = {**rates(seconds, flops, peaks, precision), "warmup_steps": warmup}
+    if device.type == "cpu":
+        figures["cpu_utilisation"] = (time.process_time() - cpu0) / sum(seconds) / torch.get_num_threads()
+    return figures, first[0]
 
 
 def agreement(w0: torch.Tensor, w_a: torch.Tensor, w_b: torch.Tensor) -> dict:
@@ -331,7 +346,7 @@ def run(quick: bool = False, device: str = "cpu") -> dict:
     peaks = {mode: gemm_peak(dev, mode, GEMM_SIZE[(dev.type, quick)]) for mode in modes}
     results = []
     for d in SIZES[quick]:
-        for precision in modes:
+        for precision in precisions(dev.type, d):
             for kappa in KAPPAS:
                 p = Problem(d=d, kappa=kappa, kappa_star=KAPPA_STAR, alpha=ALPHA, lam=LAM)
                 results.append(bench_config(p, precision, dev, peaks, quick))
@@ -340,7 +355,7 @@ def run(quick: bool = False, device: str = "cpu") -> dict:
                       f"quadflow({results[-1]['quadflow']['auto']['route']}) "
                       f"{results[-1]['quadflow']['auto']['seconds_per_step']:.3g} s/step, "
                       f"naive {results[-1]['naive']['seconds_per_step']:.3g} s/step", file=sys.stderr, flush=True)
-    return {"device": str(dev), "quick": quick, "gemm_peak": peaks,
+    return {"device": str(dev), "quick": quick, "notes": NOTES[dev.type], "gemm_peak": peaks,
             "problem": {"alpha": ALPHA, "kappa_star": KAPPA_STAR, "lam": LAM, "h": H, "seed": SEED,
                         "sizes": list(SIZES[quick]), "kappas": list(KAPPAS), "precisions": list(modes)},
             "results": results}
