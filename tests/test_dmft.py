@@ -36,7 +36,8 @@ def test_large_alpha_reduces_to_population_flow():
     assert gaps[1] < gaps[0] / 5
 
 
-def test_response_estimate_equals_finite_differences_of_the_process():
+@pytest.mark.parametrize("channels", [1, 3])
+def test_response_estimate_equals_finite_differences_of_the_process(channels):
     # The tangent pass must be the exact derivative of the process w.r.t. the probes
     # injected into Gamma (U held fixed, memory included): compare
     # R_kj = <P_j, dS_k>/D with central finite differences (error O(eps^2) ~ 1e-8).
@@ -46,17 +47,19 @@ def test_response_estimate_equals_finite_differences_of_the_process():
     gen = torch.Generator().manual_seed(0)
     K = 0.05 * torch.tril(torch.rand(steps + 1, steps + 1, generator=gen, dtype=torch.float64), -1)
     L = math.sqrt(4 * q.alpha) * torch.eye(steps + 1, dtype=torch.float64)  # U_k = G_k exactly
-    base = run_pass(draws, K, L, alpha=q.alpha, h=h, lam=q.lam)
+    base = run_pass(draws, K, L, alpha=q.alpha, h=h, lam=q.lam, channels=channels)
     eps = 1e-5
-    shifted = []
-    for sign in (1, -1):
-        goe = draws.goe.clone()
-        goe[:steps] += sign * eps * draws.probes
-        shifted.append(run_pass(dataclasses.replace(draws, goe=goe), K, L, alpha=q.alpha, h=h, lam=q.lam,
-                                keep_states=True).E)
-    dE = (shifted[0] - shifted[1]) / (2 * eps)
-    fd = torch.einsum("kbxy,jbxy->kj", dE, draws.probes) / (q.d * (q.d + 1) / 2)
-    fd = torch.tril(torch.nn.functional.pad(fd, (0, 1)), -1)
+    fd = torch.zeros(steps + 1, steps + 1, dtype=torch.float64)
+    for c in range(channels):  # channel c carries the probes of times j = c mod channels
+        shifted = []
+        for sign in (1, -1):
+            goe = draws.goe.clone()
+            goe[c:steps:channels] += sign * eps * draws.probes[c::channels]
+            shifted.append(run_pass(dataclasses.replace(draws, goe=goe), K, L, alpha=q.alpha, h=h, lam=q.lam,
+                                    keep_states=True).E)
+        dE = (shifted[0] - shifted[1]) / (2 * eps)
+        fd[:, c:steps:channels] = torch.einsum("kbxy,jbxy->kj", dE, draws.probes[c::channels]) / (q.d * (q.d + 1) / 2)
+    fd = torch.tril(fd, -1)
     assert torch.allclose(base.R[0], fd, rtol=0, atol=1e-7 * float(fd.abs().max()))
 
 

@@ -114,52 +114,58 @@ class PassResult:
 
 
 def run_pass(draws: Draws, K: torch.Tensor, L: torch.Tensor, *, alpha: float, h: float, lam: float,
-             spectrum_steps=(), block: int = 32, keep_states: bool = False) -> PassResult:
-    """Run the effective process and its tangent for T steps under kernels ``K`` and ``L``.
+             channels: int = 1, spectrum_steps=(), block: int = 32, keep_states: bool = False) -> PassResult:
+    """Run the effective process and its tangent(s) for T steps under kernels ``K`` and ``L``.
 
     Args:
         draws: frozen randomness (T steps, B samples, width m, dimension d).
         K: (T+1, T+1) strictly lower-triangular memory kernel.
         L: (T+1, T+1) lower-triangular factor of C_r (``U = L @ G / sqrt(4 alpha)``).
         alpha, h, lam: sample ratio, step size, l2 strength.
+        channels: number P of tangents; tangent c receives the probes of the times
+            j = c mod P only, so the estimate of column j of R picks up cross terms
+            from T/P injections instead of T (cost: P tangents).
         spectrum_steps: steps at which the eigenvalues of S are kept.
         block: the memory sum over past blocks is one matrix product per block of
             this many steps (the in-block part is a short vector product per step).
         keep_states: also return the error trajectory ``E`` (diagnostics, tests).
 
-    Cost: O(T m d^2 B) for the matrix products, O(T^2 d^2 B) for memory and noise.
+    Cost: O(T m d^2 B (2 + 3P)) for the matrix products, O(T^2 d^2 B (1 + P)) for memory and noise.
     """
     T, B, m, d = draws.shape
+    P = channels
     n_flat = B * d * d
     noise = (L @ draws.goe.reshape(T + 1, n_flat)).mul_(1.0 / math.sqrt(4.0 * alpha)).reshape(T + 1, B, d, d)
-    hist = draws.w0.new_empty(T + 1, 2, B, d, d)  # [E_k, dS_k]
-    flat = hist.view(T + 1, 2 * n_flat)
+    hist = draws.w0.new_empty(T + 1, 1 + P, B, d, d)  # [E_k, dS_k of each channel]
+    flat = hist.view(T + 1, (1 + P) * n_flat)
     eye = torch.eye(d, dtype=hist.dtype, device=hist.device)
-    w, dw = draws.w0.clone(), torch.zeros_like(draws.w0)
+    w, dw = draws.w0.clone(), draws.w0.new_zeros(P, B, m, d)
     spectra = {}
     for start in range(0, T + 1, block):
         stop = min(start + block, T + 1)
-        past = (K[start:stop, :start] @ flat[:start]).view(stop - start, 2, B, d, d)
+        past = (K[start:stop, :start] @ flat[:start]).view(stop - start, 1 + P, B, d, d)
         for k in range(start, stop):
             s = w.transpose(1, 2) @ w / m
-            ds = dw.transpose(1, 2) @ w
+            ds = dw.transpose(2, 3) @ w
             hist[k, 0] = s - draws.s_star
-            hist[k, 1] = (ds + ds.transpose(1, 2)) / m
+            hist[k, 1:] = (ds + ds.transpose(2, 3)) / m
             if k in spectrum_steps:
                 spectra[k] = torch.linalg.eigvalsh(s)
             if k == T:
                 break
-            mem = past[k - start] + (K[k, start:k] @ flat[start:k]).view(2, B, d, d)
+            mem = past[k - start] + (K[k, start:k] @ flat[start:k]).view(1 + P, B, d, d)
             gamma = mem[0] - hist[k, 0] + noise[k]
-            dgamma = mem[1] - hist[k, 1] + draws.probes[k]
-            both = torch.cat([w, dw], dim=1) @ ((1.0 - 2.0 * h * lam) * eye + 2.0 * h * gamma)
-            dw = both[:, m:] + 2.0 * h * (w @ dgamma)
-            w = both[:, :m]
+            dgamma = mem[1:] - hist[k, 1:]
+            dgamma[k % P] += draws.probes[k]
+            both = torch.cat([w[None], dw]) @ ((1.0 - 2.0 * h * lam) * eye + 2.0 * h * gamma)
+            dw = both[1:] + 2.0 * h * (w @ dgamma)
+            w = both[0]
     e = hist[:, 0].reshape(T + 1, B, d * d).transpose(0, 1)
     C_e = (2.0 / d) * (e @ e.transpose(1, 2))
-    ds = hist[:, 1].reshape(T + 1, B, d * d).transpose(0, 1)
-    pr = draws.probes.reshape(T, B, d * d).transpose(0, 1)
     R = C_e.new_zeros(B, T + 1, T + 1)
-    R[:, :, :T] = (ds @ pr.transpose(1, 2)) / (d * (d + 1) // 2)
+    for c in range(P):
+        ds = hist[:, 1 + c].reshape(T + 1, B, d * d).transpose(0, 1)
+        pr = draws.probes[c::P].reshape(-1, B, d * d).transpose(0, 1)
+        R[:, :, c:T:P] = (ds @ pr.transpose(1, 2)) / (d * (d + 1) // 2)
     return PassResult(C_e=C_e, R=torch.tril(R, diagonal=-1), spectra=spectra,
                       E=hist[:, 0].clone() if keep_states else None)
