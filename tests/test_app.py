@@ -11,12 +11,14 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# one BLAS thread: these problems are tiny, and threads only add synchronisation cost
+SUBPROCESS_ENV = {"WANDB_MODE": "disabled", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 SMALL = ["problem.d=12", "problem.alpha=2", "optim.steps=60", "theory=[population,longtime]",
          "record.points=20", "record.spectrum_points=2", "tracking.wandb.mode=disabled"]
 
 
 def run_app(args, env_extra=None, check=True, **kw):
-    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONUNBUFFERED": "1", **(env_extra or {})}
+    env = {**os.environ, **SUBPROCESS_ENV, **(env_extra or {})}
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "run.py"), *args], cwd=kw.pop("cwd", ROOT),
                           env=env, capture_output=True, text=True, timeout=kw.pop("timeout", 300))
     if check and proc.returncode != 0:
@@ -111,7 +113,7 @@ LONG = ["problem.d=12", "problem.alpha=2", "problem.lam=0.05", "optim.steps=1000
 
 
 def _start(args):
-    env = {**os.environ, "WANDB_MODE": "disabled"}
+    env = {**os.environ, **SUBPROCESS_ENV}
     return subprocess.Popen([sys.executable, str(ROOT / "scripts" / "run.py"), *args], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 

@@ -182,8 +182,10 @@ def run_job(cfg: DictConfig, out_dir: Path, *, wandb_group: str | None = None, j
             row.update(result.row(rec["step"]))
         tracker.log(row)
 
+    every = cfg.checkpoint.every  # read once: OmegaConf attribute access is slow in a per-step hook
+
     def on_step(flow) -> bool:
-        if cfg.checkpoint.every and flow.step % cfg.checkpoint.every == 0:
+        if every and flow.step % every == 0:
             checkpoint()
         return signals.received is not None
 
