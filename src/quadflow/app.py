@@ -223,7 +223,7 @@ def run_job(cfg: DictConfig, out_dir: Path, *, wandb_group: str | None = None, j
         "status": status, "error": error, "steps_done": sim.step, "steps": steps, "t": sim.step * cfg.optim.h,
         **{k: v for k, v in last.items() if k not in ("t", "step")}, **_final_gaps(last),
         **{f"theory/{n}/{k}": v for n, r in theories.items() for k, v in r.summary.items()},
-        "problem": problem.to_dict(), "device": str(sim.device), "precision": cfg.precision, "route": sim.route,
+        "problem": problem.to_dict(), "device": str(sim.device), "world_size": world()[1], "precision": cfg.precision, "route": sim.route,
         "memory_bytes": sim.memory, "wall_time_s": time.time() - start, "versions": _versions(),
         "metrics_file_error": jsonl.failed, "wandb": {"id": wb.run_id, "dir": str(out_dir / "wandb")} if wb else None,
     }
