@@ -52,10 +52,11 @@ def _check(p: Problem, h, steps, d_eff, samples, channels, tol, max_iter, dampin
                       "R is noisier; increase d_eff", RuntimeWarning, stacklevel=3)
 
 
-def _check_stable(C_e: torch.Tensor, p: Problem, h: float) -> None:
-    """Raise when the effective process diverged (GD step too large)."""
-    diag = torch.diagonal(C_e)
-    bad = ~torch.isfinite(diag) | (diag > 1e6 * diag[0].clamp_min(1.0))
+def _check_stable(C_e: torch.Tensor, side, h: float) -> None:
+    """Raise when the effective process or its response diverged (GD step too large)."""
+    bad = ~torch.isfinite(side.K).all(1)
+    for diag in (torch.diagonal(C_e), torch.diagonal(side.C_r)):
+        bad |= ~torch.isfinite(diag) | (diag.abs() > 1e6 * diag[0].abs().clamp_min(1.0))
     if bool(bad.any()):
         k = int(torch.nonzero(bad)[0])
         raise ValueError(f"h={h} is too large for stability: the effective process diverged at step {k} "
@@ -140,8 +141,8 @@ def solve_dmft(p: Problem, h: float = 0.05, steps: int = 400, d_eff: int = 64, s
         res = run_pass(draws, K, noise_factor(C_r), alpha=p.alpha, h=h, lam=p.lam, channels=channels,
                        spectrum_steps=spectrum_steps)
         C_e, R = res.C_e.mean(0), res.R.mean(0)
-        _check_stable(C_e, p, h)
         side = sample_side(C_e, R, delta, p.Delta)
+        _check_stable(C_e, side, h)
         residual = kernel_change(C_r, K, side)
         residuals.append(residual)
         if callback is not None:
