@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 CURVE_METRICS = ("mse", "train_loss", "in_sample_error", "rank_fraction")
-THEORY_STYLES = {"dmft": "--", "population": ":", "longtime": "-."}
+THEORY_STYLES = {"dmft": ("--", "C0"), "population": (":", "C2"), "longtime": ("-.", "C1")}
 
 
 def _pyplot():
@@ -42,7 +42,8 @@ def plot_curves(rows: list[dict], path: Path, title: str = "") -> Path:
         for name in theory_names(rows):
             tt, vv = series(rows, f"theory/{name}/{metric}")
             if len(tt):
-                ax.plot(tt, vv, THEORY_STYLES.get(name, "--"), lw=1.8, label=f"theory: {name}")
+                style, color = THEORY_STYLES.get(name, ("--", None))
+                ax.plot(tt, vv, style, color=color, lw=1.8, label=f"theory: {name}")
         ax.set_xscale("log")
         if metric != "rank_fraction" and np.all(v > 0):
             ax.set_yscale("log")
