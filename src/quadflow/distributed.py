@@ -19,11 +19,22 @@ def world() -> tuple[int, int]:
     return 0, 1
 
 
+def _export_slurm_env() -> None:
+    """Under a multi-task SLURM job (Hydra's submitit launcher, ``tasks_per_node`` > 1) set
+    RANK/WORLD_SIZE/MASTER_ADDR/... from SLURM's variables with submitit's helper."""
+    if "WORLD_SIZE" in os.environ or int(os.environ.get("SLURM_NTASKS", "1")) <= 1:
+        return
+    from submitit.helpers import TorchDistributedEnvironment
+
+    TorchDistributedEnvironment().export()
+
+
 def init_from_env(device: torch.device) -> bool:
-    """Initialise the process group when launched by torchrun (``WORLD_SIZE`` > 1).
+    """Initialise the process group when launched by torchrun or a multi-task SLURM job.
 
     Uses NCCL for CUDA and gloo for CPU. Returns True when a group is active.
     """
+    _export_slurm_env()
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return False
     if not dist.is_initialized():
