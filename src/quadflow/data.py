@@ -30,6 +30,9 @@ from quadflow.distributed import shard_blocks
 from quadflow.problem import Problem
 
 BLOCK = 4096
+# Random draws are made in float32 whatever the precision, so that fp64, fp32, tf32 and
+# bf16 runs see the same dataset (fp64 runs get float32-representable Gaussian draws).
+GENERATION_DTYPE = torch.float32
 DESIGNS = ("gaussian", "goe")
 STORAGES = ("materialized", "regenerate")
 
@@ -125,7 +128,7 @@ class Dataset:
             a = self._make_block(b)
             y_clean.append(quadratic_form(a, s, design))
             noise.append(torch.randn(a.shape[0], generator=generator(seeds.noise, b, self.device),
-                                     device=self.device, dtype=compute_dtype))
+                                     device=self.device, dtype=GENERATION_DTYPE).to(compute_dtype))
             if storage == "materialized":
                 stored.append(a)
         empty = torch.empty(0, device=self.device, dtype=compute_dtype)
@@ -143,8 +146,8 @@ class Dataset:
         g = generator(self.seeds.inputs, b, self.device)
         d = self.p.d
         if self.design == "gaussian":
-            return torch.randn(rows, d, generator=g, device=self.device, dtype=self.compute_dtype).to(self.dtype)
-        a = torch.randn(rows, d, d, generator=g, device=self.device, dtype=self.compute_dtype)
+            return torch.randn(rows, d, generator=g, device=self.device, dtype=GENERATION_DTYPE).to(self.dtype)
+        a = torch.randn(rows, d, d, generator=g, device=self.device, dtype=GENERATION_DTYPE).to(self.compute_dtype)
         return ((a + a.transpose(1, 2)) / math.sqrt(2 * d)).to(self.dtype)
 
     def chunks(self, chunk_rows: int) -> Iterator[tuple[slice, torch.Tensor]]:
