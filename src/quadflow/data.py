@@ -123,18 +123,20 @@ class Dataset:
         self.blocks = shard_blocks(n_blocks, rank, world_size)
         self.rows = range(self.blocks.start * BLOCK, min(p.n, self.blocks.stop * BLOCK))
         s = s_star.to(device=self.device, dtype=compute_dtype)
-        stored, y_clean, noise = [], [], []
+        shape = (self.n_local, p.d, p.d) if design == "goe" else (self.n_local, p.d)
+        # preallocated and filled block by block: peak memory is the dataset plus one block
+        self.inputs = torch.empty(shape, device=self.device, dtype=dtype) if storage == "materialized" else None
+        self.y_clean = torch.empty(self.n_local, device=self.device, dtype=compute_dtype)
+        self.y = torch.empty_like(self.y_clean)
         for b in self.blocks:
             a = self._make_block(b)
-            y_clean.append(quadratic_form(a, s, design))
-            noise.append(torch.randn(a.shape[0], generator=generator(seeds.noise, b, self.device),
-                                     device=self.device, dtype=GENERATION_DTYPE).to(compute_dtype))
-            if storage == "materialized":
-                stored.append(a)
-        empty = torch.empty(0, device=self.device, dtype=compute_dtype)
-        self.y_clean = torch.cat(y_clean) if y_clean else empty
-        self.y = self.y_clean + math.sqrt(p.Delta) * (torch.cat(noise) if noise else empty)
-        self.inputs = torch.cat(stored) if stored else None
+            sl = slice((b - self.blocks.start) * BLOCK, (b - self.blocks.start) * BLOCK + a.shape[0])
+            self.y_clean[sl] = quadratic_form(a, s, design)
+            noise = torch.randn(a.shape[0], generator=generator(seeds.noise, b, self.device), device=self.device,
+                                dtype=GENERATION_DTYPE).to(compute_dtype)
+            self.y[sl] = self.y_clean[sl] + math.sqrt(p.Delta) * noise
+            if self.inputs is not None:
+                self.inputs[sl] = a
 
     @property
     def n_local(self) -> int:
