@@ -14,10 +14,10 @@ and the fixed point ``(q, xi)`` solves
     F2 = I/alpha + lam/q - 1 = 0                           (threshold)
 
 For ``lam = 0`` the flow sits on the ``q = 0`` branch (only F1, ``beta = 1 -
-I(0, xi)/alpha``) while ``beta >= 0``; below the interpolation threshold
-(``beta < 0`` there) the ``lam -> 0+`` limit is the interpolating branch
-``q > 0, beta = 0`` (F2 with ``lam = 0``), which is what is returned (flagged
-``branch = "interpolating"``). With ``lam = Delta = 0`` beyond the perfect
+I(0, xi)/alpha``) while ``beta >= 0`` (with ``Delta = 0``: wherever it exists);
+below the interpolation threshold (``beta < 0`` there) the ``lam -> 0+`` limit is
+the interpolating branch ``q > 0, beta = 0`` (F2 with ``lam = 0``), which is what
+is returned (flagged ``branch = "interpolating"``). With ``lam = Delta = 0`` beyond the perfect
 recovery threshold the solution is ``S_inf = S*`` (``xi = 0``, ``mse = 0``).
 
 Unknowns are solved in ``(u, v) = (log xi, log q)`` by Newton's method with a
@@ -243,17 +243,17 @@ def _newton(pt: _Point, y: np.ndarray, q0: bool, max_iter: int = 40) -> tuple[np
     return y, float(np.max(np.abs(f)))
 
 
-_U_GRID = np.log(np.logspace(-7, 3, 21))  # coarse grid in log xi for starting points
+_U_SPAN = np.log(np.logspace(-6, 2, 21))  # coarse grid in log xi, relative to xi at S = 0
 
 
 def _grid_starts(pt: _Point, q0: bool) -> tuple[list[np.ndarray], np.ndarray]:
     """Starting points (cells of a coarse grid where every residual changes sign) and the cell size."""
-    us = _U_GRID
+    us = _U_SPAN + math.log((1 + 1 / pt.kappa_star + pt.Delta / 2) / (2 * pt.alpha))
     if q0:
         f1 = np.array([_residual(pt, u, None)[0] for u in us])
         idx = np.where(np.sign(f1[:-1]) != np.sign(f1[1:]))[0]
         return [np.array([0.5 * (us[i] + us[i + 1])]) for i in idx], np.array([us[1] - us[0]])
-    qs = np.logspace(math.log10(max(pt.lam, 1e-4)) - 1.5, 1.5, 40)
+    qs = np.logspace(math.log10(max(pt.lam, 1e-4)) - 1.5, math.log10(max(pt.lam, 10.0)) + 0.5, 40)
     F1 = np.empty((us.size, qs.size))
     F2 = np.empty_like(F1)
     for i, u in enumerate(us):
@@ -302,9 +302,9 @@ def _objective(s: LongTimeSolution) -> float:
     return s.train_loss + s.lam * s.trace
 
 
-def _solve_all(pt: _Point, q0: bool, branch: str) -> list[LongTimeSolution]:
+def _solve_all(pt: _Point, q0: bool, branch: str, extra_starts=()) -> list[LongTimeSolution]:
     """Every solution reachable by Newton from the grid cells (one start per cell cluster)."""
-    starts, _ = _grid_starts(pt, q0)
+    starts = [*extra_starts, *_grid_starts(pt, q0)[0]]
     found: list[np.ndarray] = []
     sols: list[LongTimeSolution] = []
     for y0 in starts:
@@ -344,11 +344,19 @@ def solve_longtime(alpha: float, kappa: float, kappa_star: float, lam: float = 0
     """
     pt = _validate(alpha, kappa, kappa_star, lam, Delta)
     if pt.lam > 0:
-        sols = _solve_all(pt, q0=False, branch="regularized")
+        sols = _solve_all(pt, q0=False, branch="regularized") or _continue_from_larger_alpha(pt)
     else:
-        sols = [s for s in _solve_all(pt, q0=True, branch="q0") if s.beta >= -1e-12]
+        q0_sols = _solve_all(pt, q0=True, branch="q0")
+        # Delta = 0: the unregularised flow is the q = 0 branch (theory.md section 6), where
+        # beta is slightly negative below its perfect-recovery threshold (-0.02 at
+        # alpha = 0.35, kappa = 0.7, kappa_star = 0.3, where GD agrees with it and not
+        # with the lam -> 0+ branch, which predicts mse = 0 there)
+        sols = [s for s in q0_sols if s.beta >= -1e-12 or pt.Delta == 0]
         if not sols:
-            interp = [s for s in _solve_all(pt, q0=False, branch="interpolating")]
+            # just below alpha_inter the interpolating branch has q ~ sqrt(alpha_inter - alpha):
+            # start also from the q = 0 solution's xi with small q
+            near = [np.array([math.log(s.xi), math.log(q)]) for s in q0_sols for q in np.logspace(-5, 0, 6)]
+            interp = _solve_all(pt, q0=False, branch="interpolating", extra_starts=near)
             if interp:
                 sols = interp
             elif pt.Delta == 0 and _beyond_recovery(pt):
@@ -359,6 +367,21 @@ def solve_longtime(alpha: float, kappa: float, kappa_star: float, lam: float = 0
                                 nan, nan, nan, nan, nan, nan, "none", False, math.inf)
     sols.sort(key=_objective)
     return replace(sols[0], alternatives=tuple(sols[1:]))
+
+
+def _continue_from_larger_alpha(pt: _Point) -> list[LongTimeSolution]:
+    """Fallback when no grid start converges (sharp double-descent peaks): solve at a
+    larger alpha, where the solution is easy, and continue the branch down to alpha."""
+    for factor in (2.0, 4.0, 16.0, 64.0):
+        start = replace(pt, alpha=pt.alpha * factor)
+        if not _solve_all(start, q0=False, branch="regularized"):
+            continue
+        fixed = {k: getattr(pt, k) for k in ("kappa", "kappa_star", "lam", "Delta")}
+        curve = longtime_curve("alpha", np.geomspace(start.alpha, pt.alpha, 6), **fixed)
+        if curve["converged"][-1]:
+            y, res = _newton(pt, np.log([curve["xi"][-1], curve["q"][-1]]), q0=False)
+            return [_assemble(pt, y[0], y[1], res, "regularized")]
+    return []
 
 
 def _beyond_recovery(pt: _Point) -> bool:
@@ -465,9 +488,9 @@ def longtime_curve(vary: str = "alpha", values=None, *, ds_max: float = 0.1,
         raise ValueError("values must be a non-empty 1-d array")
     if values.size > 1 and not (np.all(np.diff(values) > 0) or np.all(np.diff(values) < 0)):
         raise ValueError("values must be strictly monotone")
-    fixed = {"lam": 0.0, "Delta": 0.0, **fixed}
     if vary in fixed:
         raise ValueError(f"{vary} is varied and cannot also be fixed")
+    fixed = {**{k: 0.0 for k in ("lam", "Delta") if k != vary}, **fixed}
     unknown = set(fixed) - {"alpha", "kappa", "kappa_star", "lam", "Delta"}
     if unknown:
         raise ValueError(f"unknown parameter(s) {sorted(unknown)}")

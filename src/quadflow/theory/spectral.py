@@ -24,7 +24,9 @@ Integrals against ``rho`` use, on each interval ``[e0, e1]``, the substitution
 ``x = (e0 + e1)/2 - (e1 - e0)/2 cos(theta)``: the square-root edges make
 ``rho(x) dx/dtheta`` a smooth even function of ``theta``, so a cosine series
 from midpoint samples converges spectrally, and integrals from any cut ``b``
-to the top of the support are closed-form sums (``SpectralTable``).
+to the top of the support are closed-form sums (``SpectralTable``). Where the
+support is about to split or has just split, the interval is cut at the dip and
+graded maps cluster the nodes there (see ``_pieces``).
 """
 from __future__ import annotations
 
@@ -172,12 +174,75 @@ def atom(kappa_star: float, xi: float) -> float:
     return max(0.0, 1.0 - kappa_star) if xi == 0 else 0.0
 
 
+_GRADED = 0.02  # a dip (or gap) narrower than this fraction of the interval gets graded maps
+
+
+def _pieces(kappa_star: float, xi: float, intervals: np.ndarray) -> list[tuple[float, float, str]]:
+    """Integration pieces ``(lo, hi, map)`` covering the support.
+
+    Where the support is about to split (a complex critical value of ``z(g)`` close to the
+    real axis inside an interval: the density has a near-zero dip, a cusp ``|x - x_c|^(1/3)``
+    at the split itself) or has just split (a narrow gap), the interval is cut there and
+    the map grades the nodes towards the cut (``x - x_c ~ theta^6``), which keeps the
+    cosine series converging fast; elsewhere the plain cosine map fits square-root edges.
+    """
+    ks = kappa_star
+    roots = np.roots([xi, -2 * xi * ks, xi * ks ** 2 + ks - 1, 2 * ks, -ks ** 2])
+    crit = _z_of_g(roots[np.abs(roots.imag) > _REAL_TOL * np.maximum(1.0, np.abs(roots))], ks, xi)
+    pieces = []
+    for k, (lo, hi) in enumerate(intervals):
+        grade_lo = k > 0 and lo - intervals[k - 1, 1] < _GRADED * (hi - lo)
+        grade_hi = k + 1 < len(intervals) and intervals[k + 1, 0] - hi < _GRADED * (hi - lo)
+        dips = [c.real for c in crit if lo < c.real < hi and abs(c.imag) < _GRADED * (hi - lo)]
+        cuts = [lo, *sorted(set(dips)), hi]
+        for j in range(len(cuts) - 1):
+            graded_lo = grade_lo if j == 0 else True
+            graded_hi = grade_hi if j == len(cuts) - 2 else True
+            kind = {(False, False): "cos", (False, True): "low", (True, False): "high",
+                    (True, True): "both"}[(graded_lo, graded_hi)]
+            pieces.append((cuts[j], cuts[j + 1], kind))
+    return pieces
+
+
+def _map(kind: str, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Fraction ``w(theta)`` of the piece and ``dw/dtheta``; ``w`` is a polynomial in cos(theta).
+
+    ``cos``: square-root behaviour at both ends; ``low``/``high``: graded (sixth-order
+    contact) at the upper/lower end; ``both``: graded at both ends.
+    """
+    c, sn = np.cos(theta), np.sin(theta)
+    if kind == "cos":
+        return (1 - c) / 2, sn / 2
+    if kind == "low":
+        return 1 - ((1 + c) / 2) ** 3, 1.5 * ((1 + c) / 2) ** 2 * sn
+    if kind == "high":
+        return ((1 - c) / 2) ** 3, 1.5 * ((1 - c) / 2) ** 2 * sn
+    u = (1 - c) / 2  # both: w = u^3 (10 - 15 u + 6 u^2), smoothstep of order 5
+    return u ** 3 * (10 - 15 * u + 6 * u ** 2), 30 * u ** 2 * (1 - u) ** 2 * sn / 2
+
+
+def _inverse_map(kind: str, w: np.ndarray) -> np.ndarray:
+    """``theta`` with ``w(theta) = w`` (``w`` clipped to [0, 1])."""
+    w = np.clip(w, 0.0, 1.0)
+    if kind == "cos":
+        return np.arccos(1 - 2 * w)
+    if kind == "low":
+        return np.arccos(np.clip(2 * np.cbrt(1 - w) - 1, -1, 1))
+    if kind == "high":
+        return np.arccos(np.clip(1 - 2 * np.cbrt(w), -1, 1))
+    theta = np.arccos(1 - 2 * w)  # Newton on the monotone smoothstep, from the cos guess
+    for _ in range(60):
+        f, df = _map("both", theta)
+        theta = np.clip(theta - np.where(df > 1e-300, (f - w) / np.where(df > 1e-300, df, 1), 0), 0, np.pi)
+    return theta
+
+
 @dataclass(frozen=True)
 class _Interval:
     lo: float
     hi: float
-    theta: np.ndarray  # midpoint nodes in (0, pi), shape (N,)
-    x: np.ndarray  # nodes in (lo, hi)
+    kind: str  # the map, see _map
+    x: np.ndarray  # nodes in (lo, hi), at theta_j = pi (j + 1/2)/N
     weight: np.ndarray  # rho(x) dx/dtheta * pi/N: midpoint-rule weights of rho dx
     g: np.ndarray  # complex g(x - i0) at the nodes
 
@@ -188,8 +253,8 @@ class SpectralTable:
     Args:
         kappa_star: teacher width ratio (> 0).
         xi: semicircle variance (> 0).
-        n_nodes: nodes per interval; doubled (up to ``max_nodes``) until the cosine
-            coefficients of ``rho dx/dtheta`` have decayed to ``tol`` of the total mass.
+        n_nodes: nodes per piece; doubled (up to ``max_nodes``) until the cosine
+            coefficients of ``rho dx/dtheta`` have decayed to ``tol`` of the piece's mass.
 
     Attributes:
         intervals: support intervals, shape (k, 2).
@@ -204,23 +269,25 @@ class SpectralTable:
             raise ValueError("xi must be > 0 for SpectralTable")
         self.kappa_star, self.xi = float(kappa_star), float(xi)
         self.intervals = support(kappa_star, xi)
-        self._parts = [self._interval(lo, hi, n_nodes, max_nodes, tol) for lo, hi in self.intervals]
+        self._parts = [self._interval(lo, hi, kind, n_nodes, max_nodes, tol)
+                       for lo, hi, kind in _pieces(kappa_star, xi, self.intervals)]
         self.x = np.concatenate([p.x for p in self._parts])
         self.weight = np.concatenate([p.weight for p in self._parts])
         g = np.concatenate([p.g for p in self._parts])
         self.rho = -g.imag / np.pi
         self.hilbert = g.real
 
-    def _interval(self, lo: float, hi: float, n: int, max_nodes: int, tol: float) -> _Interval:
+    def _interval(self, lo: float, hi: float, kind: str, n: int, max_nodes: int, tol: float) -> _Interval:
         while True:
             theta = np.pi * (np.arange(n) + 0.5) / n
-            x = 0.5 * (lo + hi) - 0.5 * (hi - lo) * np.cos(theta)
+            w, dw = _map(kind, theta)
+            x = lo + (hi - lo) * w
             g = stieltjes_inside(x, self.kappa_star, self.xi)
-            f = -g.imag / np.pi * 0.5 * (hi - lo) * np.sin(theta)
+            f = -g.imag / np.pi * (hi - lo) * dw
             coef = _cosine_coefficients(f[None, :])[0]
             tail = np.abs(coef[-max(4, n // 8):]).max()
             if tail <= tol * abs(coef[0]) or n >= max_nodes:
-                return _Interval(lo, hi, theta, x, f * np.pi / n, g)
+                return _Interval(lo, hi, kind, x, f * np.pi / n, g)
             n *= 2
 
     def integrate(self, f) -> np.ndarray:
@@ -244,8 +311,7 @@ class SpectralTable:
             vals = funcs[:, start:start + n] * (part.weight * n / np.pi)
             start += n
             coef = _cosine_coefficients(vals)  # (F, n)
-            cos_t = np.clip((0.5 * (part.lo + part.hi) - cuts) / (0.5 * (part.hi - part.lo)), -1, 1)
-            tb = np.arccos(cos_t)  # theta of the cut, 0 below the interval, pi above
+            tb = _inverse_map(part.kind, (cuts - part.lo) / (part.hi - part.lo))  # 0 below, pi above
             k = np.arange(1, n)
             basis = np.concatenate([(np.pi - tb)[None, :], -np.sin(np.outer(k, tb)) / k[:, None]])
             out += coef @ basis
