@@ -249,7 +249,8 @@ _U_SPAN = np.log(np.logspace(-6, 2, 21))  # coarse grid in log xi, relative to x
 def _grid_starts(pt: _Point, q0: bool) -> tuple[list[np.ndarray], np.ndarray]:
     """Starting points (cells of a coarse grid where every residual changes sign) and the cell size."""
     us = _U_SPAN + math.log((1 + 1 / pt.kappa_star + pt.Delta / 2) / (2 * pt.alpha))
-    if q0:
+    if q0:  # 1-d and cheap: reach down to xi ~ 1e-12 (mse ~ (alpha_PR - alpha)^2 near recovery)
+        us = np.linspace(us[0] - 6 * math.log(10), us[-1], 41)
         f1 = np.array([_residual(pt, u, None)[0] for u in us])
         idx = np.where(np.sign(f1[:-1]) != np.sign(f1[1:]))[0]
         return [np.array([0.5 * (us[i] + us[i + 1])]) for i in idx], np.array([us[1] - us[0]])
@@ -345,6 +346,8 @@ def solve_longtime(alpha: float, kappa: float, kappa_star: float, lam: float = 0
     pt = _validate(alpha, kappa, kappa_star, lam, Delta)
     if pt.lam > 0:
         sols = _solve_all(pt, q0=False, branch="regularized") or _continue_from_larger_alpha(pt)
+    elif pt.Delta == 0 and pt.alpha > _unregularised_recovery(pt.kappa, pt.kappa_star):
+        sols = [_recovery(pt)]
     else:
         q0_sols = _solve_all(pt, q0=True, branch="q0")
         # Delta = 0: the unregularised flow is the q = 0 branch (theory.md section 6), where
@@ -356,11 +359,7 @@ def solve_longtime(alpha: float, kappa: float, kappa_star: float, lam: float = 0
             # just below alpha_inter the interpolating branch has q ~ sqrt(alpha_inter - alpha):
             # start also from the q = 0 solution's xi with small q
             near = [np.array([math.log(s.xi), math.log(q)]) for s in q0_sols for q in np.logspace(-5, 0, 6)]
-            interp = _solve_all(pt, q0=False, branch="interpolating", extra_starts=near)
-            if interp:
-                sols = interp
-            elif pt.Delta == 0 and _beyond_recovery(pt):
-                sols = [_recovery(pt)]
+            sols = _solve_all(pt, q0=False, branch="interpolating", extra_starts=near)
     if not sols:
         nan = float("nan")
         return LongTimeSolution(pt.alpha, pt.kappa, pt.kappa_star, pt.lam, pt.Delta, nan, nan, nan,
@@ -384,11 +383,17 @@ def _continue_from_larger_alpha(pt: _Point) -> list[LongTimeSolution]:
     return []
 
 
-def _beyond_recovery(pt: _Point) -> bool:
-    """``lam = Delta = 0``: alpha above the q = 0 branch's xi -> 0 limit (S_inf = S*)."""
-    xi = 1e-9
-    mse = _slice(pt.kappa_star, xi).values(0.0, pt.kappa)["mse"][0]
-    return pt.alpha > mse / (2 * xi)
+def _unregularised_recovery(kappa: float, kappa_star: float) -> float:
+    """Perfect-recovery threshold of the lam = 0 flow at Delta = 0 (theory.md section 6).
+
+    The smaller of the ``q = 0`` branch's ``xi -> 0`` limit of ``mse/(2 xi)`` and the
+    dimension of the PSD matrices of rank ``<= m`` per ``d^2`` (``kappa - kappa^2/2``, or
+    1/2 for ``kappa >= 1``): above the latter the only interpolator is generically ``S*``.
+    ``inf`` for ``kappa < kappa_star``.
+    """
+    from quadflow.theory.thresholds import perfect_recovery_threshold
+
+    return perfect_recovery_threshold(kappa, kappa_star, unregularized=True)
 
 
 # ---------------------------------------------------------------------------

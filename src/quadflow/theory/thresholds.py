@@ -12,7 +12,10 @@ closed forms; the closed forms quoted in theory.md are what the tests compare wi
   ``xi -> 0`` (``q ~ sqrt(xi)``) the smallest such alpha (or the ``q -> 0``
   boundary value, when smaller) tends to the threshold.
 - Perfect recovery, ``lam = 0`` exactly: the ``q = 0`` branch at ``Delta = 0``,
-  ``alpha = mse(0, xi)/(2 xi)`` as ``xi -> 0``.
+  ``alpha = mse(0, xi)/(2 xi)`` as ``xi -> 0``, capped by the dimension of PSD
+  matrices of rank ``<= m`` over ``d^2`` (``kappa - kappa^2/2``; 1/2 for ``kappa >= 1``),
+  above which the interpolating flow has no other interpolator than ``S*`` to go to
+  (the cap binds only for ``kappa`` close to ``kappa_star``).
 
 The ``xi -> 0`` limits are taken by Richardson extrapolation in ``sqrt(xi)``
 (the corrections are a series in ``sqrt(xi)``, the width of the noise bulk)
@@ -111,5 +114,6 @@ def perfect_recovery_threshold(kappa: float, kappa_star: float, unregularized: b
     if kappa < kappa_star:
         return math.inf
     if unregularized:
-        return _richardson(lambda xi: _q0(kappa, kappa_star, xi)[0] / (2 * xi))
+        count = kappa - kappa ** 2 / 2 if kappa < 1 else 0.5
+        return min(count, _richardson(lambda xi: _q0(kappa, kappa_star, xi)[0] / (2 * xi)))
     return _richardson(lambda xi: _interpolating_alpha(kappa, kappa_star, xi))
