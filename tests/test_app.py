@@ -47,6 +47,12 @@ def test_run_writes_documented_files(tmp_path):
     assert "d: 12" in (out / "config.yaml").read_text()
 
 
+def test_record_every_k_steps(tmp_path):
+    out = tmp_path / "run"
+    run_app([*SMALL, "theory=[]", "record.every=25", f"hydra.run.dir={out}"])
+    assert [r["step"] for r in rows(out)] == [0, 25, 50, 60]
+
+
 def test_wandb_offline_run_reads_back_with_wandb_tooling(tmp_path):
     """The offline run's history holds sim/ and theory/ series (read with `wandb leet inspect`)."""
     out = tmp_path / "run"

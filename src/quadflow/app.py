@@ -137,7 +137,10 @@ def run_job(cfg: DictConfig, out_dir: Path, *, wandb_group: str | None = None, j
     is_main = world()[0] == 0  # under torchrun only rank 0 writes files and logs
     sim = build_simulation(cfg, problem)
     steps = cfg.optim.steps
-    schedule = log_schedule(steps, cfg.record.points)
+    if cfg.record.every:
+        schedule = sorted(set(range(0, steps + 1, cfg.record.every)) | {steps})
+    else:
+        schedule = log_schedule(steps, cfg.record.points)
     spec_steps = spectrum_schedule(steps, cfg.record.spectrum_points)
     ckpt_path = out_dir / "checkpoint.pt"
     sim_key = config_hash(cfg, "problem", "optim", "data", "seed", "precision", "record")

@@ -45,6 +45,7 @@ class DataConfig:
 @dataclass
 class RecordConfig:
     points: int = 100           # log-spaced observation times
+    every: Optional[int] = None  # record every k steps instead (plus the last step)
     spectrum_points: int = 4    # log-spaced times at which the spectrum of S is saved (last step included)
     rank_tol: float = 1e-2      # eigenvalues of S above it count towards rank_fraction
 
@@ -126,6 +127,8 @@ def check_config(cfg) -> None:
     _require(cfg.optim.steps >= 0, "optim.steps", cfg.optim.steps, ">= 0")
     _require(cfg.optim.h > 0, "optim.h", cfg.optim.h, "> 0")
     _require(cfg.record.points >= 2, "record.points", cfg.record.points, ">= 2")
+    if cfg.record.every is not None:
+        _require(cfg.record.every >= 1, "record.every", cfg.record.every, ">= 1 or null")
     _require(cfg.record.spectrum_points >= 0, "record.spectrum_points", cfg.record.spectrum_points, ">= 0")
     _require(cfg.record.rank_tol > 0, "record.rank_tol", cfg.record.rank_tol, "> 0")
     _require(cfg.checkpoint.every >= 0, "checkpoint.every", cfg.checkpoint.every, ">= 0 (0: only at exit)")
