@@ -38,7 +38,7 @@ import numpy as np
 from scipy import ndimage
 
 from quadflow.problem import check_domain
-from quadflow.theory.spectral import SpectralTable, stieltjes_inside
+from quadflow.theory.spectral import SpectralTable
 
 _TOL = 1e-10  # Newton tolerance on the residuals
 _FD = 1e-6  # relative finite-difference step in log xi / log q
@@ -137,7 +137,7 @@ class _Slice:
     def __init__(self, kappa_star: float, xi: float) -> None:
         self.table = SpectralTable(kappa_star, xi)
         t = self.table
-        self._funcs = np.vstack([np.ones_like(t.x), t.x, t.x ** 2, t.hilbert, t.hilbert * t.x])
+        self._tails = t.tails(np.vstack([np.ones_like(t.x), t.x, t.x ** 2, t.hilbert, t.hilbert * t.x]))
         self._omega: dict[float, float] = {}
 
     def omega(self, kappa: float) -> float:
@@ -145,38 +145,15 @@ class _Slice:
         if kappa >= 1:
             return -math.inf
         if kappa not in self._omega:
-            self._omega[kappa] = self._quantile(kappa)
+            self._omega[kappa] = self.table.upper_quantile(kappa)
         return self._omega[kappa]
-
-    def _quantile(self, mass: float) -> float:
-        """Bracket on the nodes and edges, then Newton (derivative ``-rho``) safeguarded by bisection."""
-        t = self.table
-        grid = np.sort(np.concatenate([t.intervals.ravel(), t.x]))
-        tail = t.cdf_upper(grid)  # non-increasing from 1 to 0
-        i = int(np.clip(np.searchsorted(-tail, -mass), 1, grid.size - 1))
-        a, b = grid[i - 1], grid[i]
-        x = 0.5 * (a + b)
-        for _ in range(100):
-            f = t.cdf_upper(x)[0] - mass
-            if f > 0:
-                a = x
-            else:
-                b = x
-            rho = -stieltjes_inside(np.array([x]), t.kappa_star, t.xi).imag[0] / np.pi
-            xn = x + f / rho if rho > 0 else 0.5 * (a + b)
-            if not a < xn < b:
-                xn = 0.5 * (a + b)
-            if abs(xn - x) <= 1e-15 * max(1.0, abs(x)) or b - a <= 1e-15 * max(1.0, abs(x)):
-                return xn
-            x = xn
-        return x
 
     def values(self, q, kappa: float) -> dict:
         """Functionals at thresholds ``q`` (array); keys mse, I, P (rank), trace, J0."""
         q = np.atleast_1d(np.asarray(q, dtype=float))
         omega = self.omega(kappa)
         b = np.maximum(q, omega)
-        P, M1, M2, J0, J1 = self.table.tail_integrals(self._funcs, b)
+        P, M1, M2, J0, J1 = self._tails(b)
         ks, xi = self.table.kappa_star, self.table.xi
         I = J1 - q * J0
         mse = 1.0 + 1.0 / ks + q ** 2 * P - M2 + 4.0 * xi * I
@@ -212,7 +189,7 @@ def _residual(pt: _Point, u: float, v: float | None) -> np.ndarray:
     return np.array([f1, val["I"][0] / pt.alpha + pt.lam / q - 1.0])
 
 
-def _newton(pt: _Point, y: np.ndarray, q0: bool, max_iter: int = 40) -> tuple[np.ndarray, float]:
+def _newton(pt: _Point, y: np.ndarray, q0: bool, max_iter: int = 30) -> tuple[np.ndarray, float]:
     """Damped Newton on (u[, v]); returns the point and its max-abs residual."""
     y = np.array(y, dtype=float)
 
@@ -234,11 +211,13 @@ def _newton(pt: _Point, y: np.ndarray, q0: bool, max_iter: int = 40) -> tuple[np
             break
         step *= min(1.0, 2.0 / max(np.max(np.abs(step)), 1e-300))  # at most a factor e^2 per step
         t = 1.0
-        while t > 1e-4:
+        while True:
             fn = F(y + t * step)
             if np.all(np.isfinite(fn)) and np.max(np.abs(fn)) < (1 - 0.25 * t) * np.max(np.abs(f)):
                 break
-            t *= 0.5
+            t *= 0.25
+            if t < 1e-3:  # no descent along the Newton direction: a local minimum of |F|
+                return y, float(np.max(np.abs(f)))
         y, f = y + t * step, fn
     return y, float(np.max(np.abs(f)))
 
@@ -303,8 +282,16 @@ def _objective(s: LongTimeSolution) -> float:
     return s.train_loss + s.lam * s.trace
 
 
-def _solve_all(pt: _Point, q0: bool, branch: str, extra_starts=()) -> list[LongTimeSolution]:
-    """Every solution reachable by Newton from the grid cells (one start per cell cluster)."""
+def _solve_all(pt: _Point, q0: bool, branch: str, extra_starts=(), first_only: bool = False
+               ) -> list[LongTimeSolution]:
+    """Every solution reachable by Newton from ``extra_starts`` and the grid cells (one start
+    per cell cluster); with ``first_only``, stop at the first one found."""
+    if first_only:
+        for y0 in extra_starts:
+            y, res = _newton(pt, y0, q0)
+            if res <= 1e-7:
+                return [_assemble(pt, y[0], None if q0 else y[1], res, branch)]
+        extra_starts = ()
     starts = [*extra_starts, *_grid_starts(pt, q0)[0]]
     found: list[np.ndarray] = []
     sols: list[LongTimeSolution] = []
@@ -358,8 +345,8 @@ def solve_longtime(alpha: float, kappa: float, kappa_star: float, lam: float = 0
         if not sols:
             # just below alpha_inter the interpolating branch has q ~ sqrt(alpha_inter - alpha):
             # start also from the q = 0 solution's xi with small q
-            near = [np.array([math.log(s.xi), math.log(q)]) for s in q0_sols for q in np.logspace(-5, 0, 6)]
-            sols = _solve_all(pt, q0=False, branch="interpolating", extra_starts=near)
+            near = [np.array([math.log(s.xi), math.log(q)]) for s in q0_sols for q in np.logspace(0, -5, 6)]
+            sols = _solve_all(pt, q0=False, branch="interpolating", extra_starts=near, first_only=True)
     if not sols:
         nan = float("nan")
         return LongTimeSolution(pt.alpha, pt.kappa, pt.kappa_star, pt.lam, pt.Delta, nan, nan, nan,

@@ -276,6 +276,7 @@ class SpectralTable:
         g = np.concatenate([p.g for p in self._parts])
         self.rho = -g.imag / np.pi
         self.hilbert = g.real
+        self._mass: Tails | None = None
 
     def _interval(self, lo: float, hi: float, kind: str, n: int, max_nodes: int, tol: float) -> _Interval:
         while True:
@@ -294,48 +295,77 @@ class SpectralTable:
         """``int rho(x) f(x) dx`` over the whole support; ``f`` maps nodes (N,) to (..., N)."""
         return np.sum(f(self.x) * self.weight, axis=-1)
 
-    def tail_integrals(self, funcs: np.ndarray, cuts) -> np.ndarray:
-        """``int_b^inf rho(x) funcs_i(x) dx`` for each cut ``b``.
+    def tails(self, funcs: np.ndarray) -> "Tails":
+        """Precomputed tail integrals of ``funcs`` (values at ``self.x``, shape (F, N_total))."""
+        return Tails(self, funcs)
 
-        Args:
-            funcs: values of the integrands at ``self.x``, shape (F, N_total).
-            cuts: cut points ``b``, shape (B,) (any real numbers).
-        Returns:
-            shape (F, B).
-        """
-        cuts = np.atleast_1d(np.asarray(cuts, dtype=float))
-        out = np.zeros((funcs.shape[0], cuts.size))
-        start = 0
-        for part in self._parts:
-            n = part.x.size
-            vals = funcs[:, start:start + n] * (part.weight * n / np.pi)
-            start += n
-            coef = _cosine_coefficients(vals)  # (F, n)
-            tb = _inverse_map(part.kind, (cuts - part.lo) / (part.hi - part.lo))  # 0 below, pi above
-            k = np.arange(1, n)
-            basis = np.concatenate([(np.pi - tb)[None, :], -np.sin(np.outer(k, tb)) / k[:, None]])
-            out += coef @ basis
-        return out
+    def tail_integrals(self, funcs: np.ndarray, cuts) -> np.ndarray:
+        """``int_b^inf rho(x) funcs_i(x) dx`` for each cut ``b``: shape (F, B) for cuts (B,)."""
+        return self.tails(funcs)(cuts)
 
     def cdf_upper(self, b) -> np.ndarray:
         """``int_b^inf rho`` (the upper tail mass) at cuts ``b``."""
-        return self.tail_integrals(np.ones((1, self.x.size)), b)[0]
+        if self._mass is None:
+            self._mass = self.tails(np.ones((1, self.x.size)))
+        return self._mass(b)[0]
 
     def upper_quantile(self, mass: float) -> float:
-        """``omega`` with ``int_omega^inf rho = mass`` (0 < mass < 1)."""
+        """``omega`` with ``int_omega^inf rho = mass`` (0 < mass < 1).
+
+        Bracketed on a coarse grid of each piece, then Newton (derivative ``-rho``)
+        safeguarded by bisection, to ~1e-15.
+        """
         if not 0 < mass < 1:
             raise ValueError(f"mass must be in (0, 1), got {mass!r}")
-        lo, hi = self.intervals[0, 0], self.intervals[-1, 1]
-        ones = np.ones((1, self.x.size))
-        for _ in range(200):  # bisection on the monotone tail mass, then exact
-            mid = 0.5 * (lo + hi)
-            if self.tail_integrals(ones, mid)[0, 0] > mass:
-                lo = mid
+        grid = np.sort(np.concatenate([lo + (hi - lo) * _map(p.kind, np.linspace(0, np.pi, 17))[0]
+                                       for p in self._parts for lo, hi in [(p.lo, p.hi)]]))
+        tail = self.cdf_upper(grid)  # non-increasing from 1 to 0
+        i = int(np.clip(np.searchsorted(-tail, -mass), 1, grid.size - 1))
+        a, b = grid[i - 1], grid[i]
+        fa, fb = tail[i - 1] - mass, tail[i] - mass
+        x = a + (b - a) * fa / (fa - fb) if fa != fb else 0.5 * (a + b)
+        for _ in range(100):
+            f = self.cdf_upper(x)[0] - mass
+            if f > 0:
+                a = x
             else:
-                hi = mid
-            if hi - lo < 1e-13 * max(1.0, abs(mid)):
-                break
-        return 0.5 * (lo + hi)
+                b = x
+            rho = -stieltjes_inside(np.array([x]), self.kappa_star, self.xi).imag[0] / np.pi
+            xn = x + f / rho if rho > 0 else 0.5 * (a + b)
+            if not a < xn < b:
+                xn = 0.5 * (a + b)
+            if abs(xn - x) <= 1e-15 * max(1.0, abs(x)) or b - a <= 1e-15 * max(1.0, abs(x)):
+                return xn
+            x = xn
+        return x
+
+
+class Tails:
+    """``b -> int_b^inf rho f_i`` for fixed integrands, from per-piece cosine coefficients."""
+
+    def __init__(self, table: SpectralTable, funcs: np.ndarray) -> None:
+        self._pieces = []
+        start = 0
+        for part in table._parts:
+            n = part.x.size
+            coef = _cosine_coefficients(funcs[:, start:start + n] * (part.weight * n / np.pi))
+            start += n
+            self._pieces.append((part, coef))
+        self.n_funcs = funcs.shape[0]
+
+    def __call__(self, cuts) -> np.ndarray:
+        """Tail integrals at cuts ``b`` (B,): shape (F, B)."""
+        cuts = np.atleast_1d(np.asarray(cuts, dtype=float))
+        out = np.zeros((self.n_funcs, cuts.size))
+        for part, coef in self._pieces:
+            below, inside = cuts <= part.lo, (cuts > part.lo) & (cuts < part.hi)
+            out[:, below] += np.pi * coef[:, :1]
+            if np.any(inside):
+                tb = _inverse_map(part.kind, (cuts[inside] - part.lo) / (part.hi - part.lo))
+                k = np.arange(1, coef.shape[1])
+                basis = np.concatenate([(np.pi - tb)[None, :], -np.sin(np.outer(k, tb)) / k[:, None]])
+                out[:, inside] += coef @ basis
+        return out
 
 
 def stieltjes_inside(x: np.ndarray, kappa_star: float, xi: float) -> np.ndarray:
