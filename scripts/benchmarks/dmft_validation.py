@@ -5,7 +5,8 @@ compared with GD simulations at growing d, GOE design and real Gaussian inputs,
 averaged over seeds, on the same grid t = step * h. The error of a curve is its
 whole-curve maximum relative deviation ``max_t |theory/sim - 1|``.
 
-    python scripts/benchmarks/dmft_validation.py [--quick] [--out docs]
+    python scripts/benchmarks/dmft_validation.py [--quick] [--json results.json]
+    python scripts/benchmarks/dmft_validation.py --replot --json results.json
 """
 from __future__ import annotations
 
@@ -78,7 +79,7 @@ def figure(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, len(results), figsize=(4.2 * len(results), 7), squeeze=False)
+    fig, axes = plt.subplots(3, len(results), figsize=(4.2 * len(results), 10.5), squeeze=False)
     for col, (name, entry) in enumerate(results.items()):
         t = np.array(entry["dmft"]["t"])
         for row, key in enumerate(("mse", "train_loss")):
@@ -90,6 +91,17 @@ def figure(results: dict, path: Path) -> None:
             ax.set_yscale("log")
             ax.set_xlabel("t")
             ax.set_title(f"{name}: {key}  " + ", ".join(f"{k}={v}" for k, v in entry["params"].items()), fontsize=7)
+        ax = axes[2, col]
+        for design, marker in (("goe", "o-"), ("gaussian", "s:")):
+            runs = [r for r in entry["runs"] if r["design"] == design]
+            for key in ("mse", "train_loss"):
+                ax.plot([r["d"] for r in runs], [r["errors"][key]["mean_rel"] for r in runs], marker,
+                        label=f"{design} {key}")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("d")
+        ax.set_title(f"{name}: mean |DMFT/GD - 1| over t", fontsize=7)
+        ax.legend(fontsize=6)
     axes[0, 0].legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -98,13 +110,17 @@ def figure(results: dict, path: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--out", default="docs")
+    ap.add_argument("--out", default="docs/figures/dmft_vs_simulation.png")
+    ap.add_argument("--json", default=None, help="write the results here (or, with --replot, read them)")
+    ap.add_argument("--replot", action="store_true", help="only redraw the figure from --json")
     args = ap.parse_args()
-    res = run(quick=args.quick)
-    out = Path(args.out)
-    (out / "figures").mkdir(parents=True, exist_ok=True)
-    (out / "figures" / "dmft_validation.json").write_text(json.dumps(res))
-    figure(res, out / "figures" / "dmft_vs_simulation.png")
+    if args.replot:
+        res = json.loads(Path(args.json).read_text())
+    else:
+        res = run(quick=args.quick)
+        if args.json:
+            Path(args.json).write_text(json.dumps(res))
+    figure(res, Path(args.out))
 
 
 if __name__ == "__main__":
