@@ -111,6 +111,7 @@ class RunConfig:
     resume: bool = False
     progress: bool = True       # progress bars (shown on terminals only)
     experiment: Optional[Any] = None
+    figure: Optional[str] = None  # figure maker run at the end (quadflow.figures), set by experiment presets
 
 
 def _require(ok: bool, key: str, value, allowed: str) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import traceback
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
@@ -9,8 +10,36 @@ from hydra.experimental.callback import Callback
 from quadflow.app import print_sweep_table, sweep_failures
 
 
+def _experiment_group(config, folder: Path, multirun: bool) -> str | None:
+    """The W&B group the jobs used (``<experiment>-<sweep folder>`` under -m, else the experiment)."""
+    experiment = config.hydra.runtime.choices.get("experiment")
+    if not experiment or experiment == "null":
+        return folder.name if multirun else None
+    return f"{experiment}-{folder.name}" if multirun else experiment
+
+
+def make_configured_figure(config, folder: Path, multirun: bool) -> None:
+    """Draw ``config.figure`` (set by an experiment preset) from the jobs in ``folder``; a failure is reported,
+    never raised, so that the sweep's own results stand."""
+    name = config.get("figure")
+    if not name:
+        return
+    from quadflow.figures import make_figure
+
+    wb = config.tracking.wandb
+    try:
+        result = make_figure(name, folder, wandb={"mode": wb.mode, "project": wb.project, "entity": wb.entity,
+                                                  "group": wb.group or _experiment_group(config, folder, multirun)})
+        print(f"figure {name}: " + ", ".join(result["files"]))
+    except Exception as err:
+        traceback.print_exc()
+        print(f"figure {name} failed ({type(err).__name__}: {err}); redraw with "
+              f"`python scripts/figures.py {name} --sweep-dir {folder}`")
+
+
 class SweepSummary(Callback):
-    """At the end of a multirun, write ``sweep_summary.json`` and print which jobs failed and why."""
+    """At the end of a multirun, write ``sweep_summary.json`` and print which jobs failed and why; then draw
+    the experiment's figure (``figure: <name>`` in the preset). A single run draws its figure too."""
 
     def on_multirun_end(self, config, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -19,3 +48,7 @@ class SweepSummary(Callback):
         rows = sweep_failures(sweep_dir)
         (sweep_dir / "sweep_summary.json").write_text(json.dumps(rows, indent=2))
         print_sweep_table(rows)
+        make_configured_figure(config, sweep_dir, multirun=True)
+
+    def on_run_end(self, config, **kwargs) -> None:
+        make_configured_figure(config, Path(config.hydra.runtime.output_dir), multirun=False)

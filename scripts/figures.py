@@ -1,0 +1,58 @@
+"""Draw one experiment's figure from saved job folders (or from theory alone), write CSV/JSON/PNG, log to W&B.
+
+    python scripts/figures.py double_descent --sweep-dir multirun/2026-11-30/02-28-34-123456
+    python scripts/figures.py phase_diagram --out docs/results/phase_diagram        # theory only
+    python scripts/figures.py spectrum --sweep-dir outputs/<run> --out /tmp/fig --quick --wandb-mode disabled
+    python scripts/figures.py double_descent --redraw docs/results/double_descent   # PNG from saved CSV/JSON
+
+Figures: learning_curves, double_descent, overparam, phase_diagram, spectrum, finite_size, universality
+(the presets conf/experiment/<name>.yaml draw theirs at the end of their multirun).
+"""
+import argparse
+import sys
+from pathlib import Path
+
+from quadflow.figures import FIGURES, FigureData, draw, make_figure
+
+
+def _wandb_settings(args) -> dict | None:
+    """W&B settings: the command line, else the jobs' own tracking.wandb config, else offline."""
+    settings = {"mode": "offline", "project": "quadflow", "entity": None, "group": args.group or args.name}
+    if args.sweep_dir is not None:
+        from quadflow.figures.jobs import load_jobs
+
+        jobs = load_jobs(args.sweep_dir)
+        if jobs:
+            wb = jobs[0].config["tracking"]["wandb"]
+            settings.update(mode=wb["mode"], project=wb["project"], entity=wb["entity"])
+    if args.wandb_mode is not None:
+        settings["mode"] = args.wandb_mode
+    return None if settings["mode"] == "disabled" else settings
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("name", choices=sorted(FIGURES))
+    parser.add_argument("--sweep-dir", type=Path, help="multirun folder (or one run folder) of the preset")
+    parser.add_argument("--out", type=Path, help="where to write the files (default: the sweep folder)")
+    parser.add_argument("--quick", action="store_true", help="coarse theory grids (tests, notebooks)")
+    parser.add_argument("--redraw", type=Path, metavar="DIR", help="only redraw <name>.png from saved data in DIR")
+    parser.add_argument("--wandb-mode", choices=("offline", "online", "disabled"))
+    parser.add_argument("--group", help="W&B group (default: the figure name)")
+    args = parser.parse_args(argv)
+    if args.redraw is not None:
+        out = args.out or args.redraw
+        draw(FigureData.load(args.redraw, args.name), Path(out) / f"{args.name}.png")
+        print(Path(out) / f"{args.name}.png")
+        return 0
+    if args.out is None and args.sweep_dir is None:
+        parser.error("give --sweep-dir (where the jobs are) or --out (theory-only figures)")
+    result = make_figure(args.name, args.sweep_dir, args.out, quick=args.quick, wandb=_wandb_settings(args))
+    print("\n".join(result["files"]))
+    if result["wandb_id"]:
+        print(f"W&B run {result['wandb_id']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
