@@ -30,7 +30,7 @@ STALL_ITERATIONS = 3
 FALLBACK_DAMPING = 0.5
 
 
-def _check(p: Problem, h, steps, d_eff, samples, channels, tol, max_iter, damping, spectrum_steps) -> None:
+def _check(h, steps, d_eff, samples, channels, tol, max_iter, damping, spectrum_steps) -> None:
     check_domain(h=h)
     for name, value, low in (("steps", steps, 1), ("d_eff", d_eff, MIN_D_EFF), ("samples", samples, 1),
                              ("max_iter", max_iter, 1), ("channels", channels, 1)):
@@ -127,7 +127,7 @@ def solve_dmft(p: Problem, h: float = 0.05, steps: int = 400, d_eff: int = 64, s
         ValueError: bad argument (named), or divergence of the process (h too large).
     """
     spectrum_steps = tuple(sorted({int(s) for s in spectrum_steps}))
-    _check(p, h, steps, d_eff, samples, channels, tol, max_iter, damping, spectrum_steps)
+    _check(h, steps, d_eff, samples, channels, tol, max_iter, damping, spectrum_steps)
     start = time.perf_counter()
     dev = resolve_device(device)
     delta = 1.0 / (2.0 * p.alpha) if delta is None else float(delta)
