@@ -170,7 +170,7 @@ def test_double_descent_preset_draws_its_figure_at_the_end_of_the_sweep(tmp_path
     assert len(theory) >= 50 and all(np.isfinite(r["test_error"]) for r in theory)
     assert min(r["alpha"] for r in theory) < 0.3 and max(r["alpha"] for r in theory) > 1.0
     (curve,) = data.meta["curves"]
-    assert curve["interpolation_threshold"] == pytest.approx(interpolation_threshold(1.5, 0.5, 0.5), rel=1e-9)
+    assert curve["threshold"] == pytest.approx(interpolation_threshold(1.5, 0.5, 0.5), rel=1e-9)
     assert (sweep / "double_descent.png").stat().st_size > 10_000
 
 

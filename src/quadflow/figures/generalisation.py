@@ -3,7 +3,8 @@
 Simulation: the final ``sim/test_error`` (= 2 mse, clean labels) and ``sim/train_loss``
 of every job of the sweep, grouped by the label noise ``Delta``. Theory: the static
 equations (theory.md section 5) along the same axis, with the other parameters of the
-jobs, and the interpolation threshold (section 6) where ``Delta > 0``.
+jobs, and the thresholds of section 6: interpolation where ``Delta > 0``, perfect
+recovery (``lam -> 0+``) where ``Delta = 0``.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import numpy as np
 from quadflow.figures.data import FigureData
 from quadflow.figures.style import colors, subplots
 from quadflow.theory.longtime import longtime_curve, solve_longtime
-from quadflow.theory.thresholds import interpolation_threshold
+from quadflow.theory.thresholds import interpolation_threshold, perfect_recovery_threshold
 
 FIXED = ("alpha", "kappa", "kappa_star", "lam", "Delta")
 
@@ -39,17 +40,28 @@ def _theory_curve(vary: str, grid: np.ndarray, fixed: dict) -> dict:
             "converged": np.array([s.converged for s in sols]), "branch": np.array([s.branch for s in sols])}
 
 
+def _alpha_threshold(kappa: float, fixed: dict) -> float:
+    """Interpolation threshold (Delta > 0) or the lam -> 0+ perfect-recovery threshold (Delta = 0)."""
+    if fixed["Delta"] > 0:
+        return interpolation_threshold(kappa, fixed["kappa_star"], fixed["Delta"])
+    return perfect_recovery_threshold(kappa, fixed["kappa_star"])
+
+
 def _threshold(vary: str, grid: np.ndarray, fixed: dict) -> float:
-    """Interpolation threshold on the varied axis (NaN without label noise or crossing)."""
-    if fixed["Delta"] <= 0:
-        return math.nan
+    """The threshold of :func:`_alpha_threshold` on the varied axis (NaN where the axis does not cross it).
+
+    Along kappa it is where ``alpha_threshold(kappa) = alpha``, interpolated in log kappa (or the first grid
+    point beyond it, where the threshold jumps from infinity at kappa = kappa_star).
+    """
     if vary == "alpha":
-        return interpolation_threshold(fixed["kappa"], fixed["kappa_star"], fixed["Delta"])
-    gap = np.array([interpolation_threshold(float(k), fixed["kappa_star"], fixed["Delta"]) for k in grid]) - fixed["alpha"]
+        return _alpha_threshold(fixed["kappa"], fixed)
+    gap = np.array([_alpha_threshold(float(k), fixed) for k in grid]) - fixed["alpha"]
     cross = np.nonzero(np.sign(gap[:-1]) != np.sign(gap[1:]))[0]
     if not cross.size:
         return math.nan
     i = cross[0]
+    if not np.all(np.isfinite(gap[i:i + 2])):
+        return float(grid[i + 1])
     u = np.log(grid[i:i + 2])
     return float(np.exp(u[0] - gap[i] * (u[1] - u[0]) / (gap[i + 1] - gap[i])))
 
@@ -75,7 +87,8 @@ def collect(jobs, quick: bool, vary: str) -> FigureData:
                              "sim_train_loss": j.summary["sim/train_loss"], "theory_test_error": sol.test_error,
                              "theory_train_loss": sol.train_loss, "last_step_rel_change": drift, "job": j.path.name})
             gaps.append(abs(j.summary["sim/test_error"] - sol.test_error) / sol.test_error)
-        curves.append({**fixed, "interpolation_threshold": _threshold(vary, grid, fixed),
+        curves.append({**fixed, "threshold": _threshold(vary, grid, fixed),
+                       "threshold_kind": "interpolation" if fixed["Delta"] > 0 else "perfect recovery (lam -> 0+)",
                        "test_error_rel_gap_median": float(np.median(gaps)),
                        "test_error_rel_gap_max": float(np.max(gaps)), "jobs": len(group)})
     d = sorted({r["d"] for r in sim_rows})
@@ -97,8 +110,8 @@ def draw(data: FigureData):
                    if all(r[k] == v for k, v in where.items())]
             ax.plot(*zip(*th), "-", color=color, label=f"theory, {label}")
             ax.plot(*zip(*sim), "o", color=color, mfc="none", label=f"simulation, {label}")
-            if c["interpolation_threshold"] is not None and math.isfinite(c["interpolation_threshold"]):
-                ax.axvline(c["interpolation_threshold"], color=color, ls=":", lw=1)
+            if c["threshold"] is not None and math.isfinite(c["threshold"]):
+                ax.axvline(c["threshold"], color=color, ls=":", lw=1)
     fixed = {k: v for k, v in data.meta["curves"][0].items() if k in FIXED and k not in (vary, "Delta", "lam")}
     for ax, title in ((ax_te, "long-time test error (2 mse)"), (ax_tr, "long-time train loss")):
         ax.set_xscale("log")
@@ -108,5 +121,5 @@ def draw(data: FigureData):
         ax.grid(alpha=0.3)
     ax_te.legend(fontsize=7)
     fig.suptitle(f"{', '.join(f'{k}={v}' for k, v in fixed.items())}, d={data.meta['d']} "
-                 "(dotted: interpolation threshold)", fontsize=9)
+                 "(dotted: interpolation threshold if Delta > 0, perfect recovery if Delta = 0)", fontsize=9)
     return fig
