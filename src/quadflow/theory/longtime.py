@@ -38,7 +38,7 @@ import numpy as np
 from scipy import ndimage
 
 from quadflow.problem import check_domain
-from quadflow.theory.spectral import SpectralTable
+from quadflow.theory.spectral import SpectralTable, density
 
 _TOL = 1e-10  # Newton tolerance on the residuals
 _FD = 1e-6  # relative finite-difference step in log xi / log q
@@ -109,8 +109,6 @@ class LongTimeSolution:
         elsewhere; it integrates to ``rank_fraction`` (the rest is the atom at 0).
         For ``branch == "recovery"`` it is the Marchenko-Pastur density of ``S*``.
         """
-        from quadflow.theory.spectral import density
-
         s = np.asarray(s, dtype=float)
         if self.xi == 0:
             return density(s, self.kappa_star, 0.0)
@@ -470,8 +468,10 @@ def longtime_curve(vary: str = "alpha", values=None, *, ds_max: float = 0.1,
     Returns:
         dict with ``vary``, ``values``, arrays for ``mse, test_error, train_loss,
         in_sample_error, rank_fraction, q, xi, beta`` (same length as values),
-        ``branch`` (int array), ``converged`` (bool array) and ``folds`` (list of dicts
-        with the varied parameter's value and the solution there).
+        ``branch`` (int array: folds passed), ``kind`` (the solution's branch name, see
+        ``LongTimeSolution.branch``: with ``lam = 0`` it shows where the curve switches
+        between the ``q0`` and ``interpolating`` branches), ``converged`` (bool array) and
+        ``folds`` (list of dicts with the varied parameter's value and the solution there).
     """
     if vary not in _VARY:
         raise ValueError(f"vary must be one of {_VARY}, got {vary!r}")
@@ -492,7 +492,7 @@ def longtime_curve(vary: str = "alpha", values=None, *, ds_max: float = 0.1,
         raise ValueError("lam must be > 0 along a lam-curve (continuation in log lam)")
     n = values.size
     out = {k: np.full(n, np.nan) for k in _CURVE_KEYS}
-    out.update(vary=vary, values=values, branch=np.zeros(n, dtype=int),
+    out.update(vary=vary, values=values, branch=np.zeros(n, dtype=int), kind=np.full(n, "none", dtype=object),
                converged=np.zeros(n, dtype=bool), folds=[])
     first = solve_longtime(**{**fixed, vary: float(values[0])})
     if (vary != "lam" and fixed["lam"] == 0) or not first.converged:
@@ -510,6 +510,7 @@ def _store(out: dict, i: int, s: LongTimeSolution, branch: int) -> None:
         out[k][i] = getattr(s, k)
     out["converged"][i] = s.converged
     out["branch"][i] = branch
+    out["kind"][i] = s.branch
 
 
 def _follow(curve: _Curve, values: np.ndarray, first: LongTimeSolution, out: dict,
