@@ -21,12 +21,13 @@ is returned (flagged ``branch = "interpolating"``). With ``lam = Delta = 0`` bey
 recovery threshold the solution is ``S_inf = S*`` (``xi = 0``, ``mse = 0``).
 
 Unknowns are solved in ``(u, v) = (log xi, log q)`` by Newton's method with a
-finite-difference Jacobian, started from every cell of a coarse
-``(log xi, log q)`` grid where both residuals change sign, so that all
-solutions are found; when there are several, the one with the lowest
-regularised training objective ``train_loss + lam Tr(S_inf)/d`` is returned
-and the others are listed in ``alternatives``. Curves use pseudo-arclength
-continuation (:func:`longtime_curve`).
+finite-difference Jacobian, started from each connected cluster of cells of a
+coarse ``(log xi, log q)`` grid where both residuals change sign, so that
+separate solutions are all found; when there are several, the one with the
+lowest regularised training objective ``train_loss + lam Tr(S_inf)/d`` is
+returned and the others are listed in ``alternatives``. If no start converges
+(very sharp double-descent peaks), the branch is continued down from a larger
+alpha. Curves use pseudo-arclength continuation (:func:`longtime_curve`).
 """
 from __future__ import annotations
 
@@ -147,7 +148,7 @@ class _Slice:
         return self._omega[kappa]
 
     def values(self, q, kappa: float) -> dict:
-        """Functionals at thresholds ``q`` (array); keys mse, I, P (rank), trace, J0."""
+        """Functionals at thresholds ``q`` (array): mse, I, P (rank fraction), trace (arrays), omega."""
         q = np.atleast_1d(np.asarray(q, dtype=float))
         omega = self.omega(kappa)
         b = np.maximum(q, omega)
@@ -223,14 +224,14 @@ def _newton(pt: _Point, y: np.ndarray, q0: bool, max_iter: int = 30) -> tuple[np
 _U_SPAN = np.log(np.logspace(-6, 2, 21))  # coarse grid in log xi, relative to xi at S = 0
 
 
-def _grid_starts(pt: _Point, q0: bool) -> tuple[list[np.ndarray], np.ndarray]:
-    """Starting points (cells of a coarse grid where every residual changes sign) and the cell size."""
+def _grid_starts(pt: _Point, q0: bool) -> list[np.ndarray]:
+    """Starting points: cells of a coarse grid where every residual changes sign."""
     us = _U_SPAN + math.log((1 + 1 / pt.kappa_star + pt.Delta / 2) / (2 * pt.alpha))
     if q0:  # 1-d and cheap: reach down to xi ~ 1e-12 (mse ~ (alpha_PR - alpha)^2 near recovery)
         us = np.linspace(us[0] - 6 * math.log(10), us[-1], 41)
         f1 = np.array([_residual(pt, u, None)[0] for u in us])
         idx = np.where(np.sign(f1[:-1]) != np.sign(f1[1:]))[0]
-        return [np.array([0.5 * (us[i] + us[i + 1])]) for i in idx], np.array([us[1] - us[0]])
+        return [np.array([0.5 * (us[i] + us[i + 1])]) for i in idx]
     qs = np.logspace(math.log10(max(pt.lam, 1e-4)) - 1.5, math.log10(max(pt.lam, 10.0)) + 0.5, 40)
     F1 = np.empty((us.size, qs.size))
     F2 = np.empty_like(F1)
@@ -251,7 +252,7 @@ def _grid_starts(pt: _Point, q0: bool) -> tuple[list[np.ndarray], np.ndarray]:
     for k in range(1, n + 1):  # one start per connected cluster of cells: its best cell
         a, b = np.unravel_index(np.argmin(np.where(labels == k, size, np.inf)), size.shape)
         starts.append(np.array([0.5 * (us[a] + us[a + 1]), 0.5 * (vs[b] + vs[b + 1])]))
-    return starts, np.array([us[1] - us[0], vs[1] - vs[0]])
+    return starts
 
 
 def _assemble(pt: _Point, u: float, v: float | None, residual: float, branch: str) -> LongTimeSolution:
@@ -290,7 +291,7 @@ def _solve_all(pt: _Point, q0: bool, branch: str, extra_starts=(), first_only: b
             if res <= 1e-7:
                 return [_assemble(pt, y[0], None if q0 else y[1], res, branch)]
         extra_starts = ()
-    starts = [*extra_starts, *_grid_starts(pt, q0)[0]]
+    starts = [*extra_starts, *_grid_starts(pt, q0)]
     found: list[np.ndarray] = []
     sols: list[LongTimeSolution] = []
     for y0 in starts:
