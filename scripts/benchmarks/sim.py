@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import gc
 import math
+import os
 import sys
 import time
 
@@ -241,12 +242,17 @@ def _proc_status_bytes(key: str) -> int | None:
 
 
 def rates(seconds: list[float], flops: int, peaks: dict, precision: str) -> dict:
-    """Median seconds per step, TFLOP/s, and fractions of the fp32 and same-precision GEMM peaks."""
+    """Median seconds per step, TFLOP/s, and fractions of the GEMM peaks.
+
+    ``fp32`` and ``precision`` peaks are timed at the start of the run,
+    ``fp32_local`` just before this configuration (robust to a CPU whose load changes).
+    """
     sec = sorted(seconds)[len(seconds) // 2]
     tflops = flops / sec / 1e12
     return {"seconds_per_step": sec, "step_seconds": seconds, "flops": flops, "tflops": tflops,
             "fraction_of_fp32_peak": tflops / peaks["fp32"]["tflops"],
-            "fraction_of_precision_peak": tflops / peaks[precision]["tflops"]}
+            "fraction_of_precision_peak": tflops / peaks[precision]["tflops"],
+            "fraction_of_local_fp32_peak": tflops / peaks["fp32_local"]["tflops"]}
 
 
 def measure(stepper, flops: int, peaks: dict, precision: str, device: torch.device, quick: bool):
@@ -295,8 +301,10 @@ def bench_config(p: Problem, precision: str, device: torch.device, peaks: dict, 
     setup_seconds, init_peak = time.perf_counter() - t0, mem.stop()
     data, w0 = sim.data, sim.flow.w
     dataset_bytes = data.inputs.numel() * data.inputs.element_size()
+    peaks = {**peaks, "fp32_local": gemm_peak(device, "fp32", GEMM_SIZE[(device.type, quick)])}
     out = {"d": p.d, "kappa": p.kappa, "m": p.m, "n": p.n, "precision": precision,
-           "setup_seconds": setup_seconds, "quadflow": {}, "agreement": {}}
+           "setup_seconds": setup_seconds, "loadavg": os.getloadavg(), "fp32_gemm_peak_local": peaks["fp32_local"],
+           "quadflow": {}, "agreement": {}}
     first = {}
     mem.start()
     with sim.precision.matmul_context():
