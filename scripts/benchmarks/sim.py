@@ -290,42 +290,55 @@ def agreement(w0: torch.Tensor, w_a: torch.Tensor, w_b: torch.Tensor) -> dict:
     return {"rel_to_update": gap / float(torch.linalg.norm(w_b - w0)), "rel_to_w": gap / float(torch.linalg.norm(w_b))}
 
 
-def bench_config(p: Problem, precision: str, device: torch.device, peaks: dict, quick: bool) -> dict:
-    """Time quadflow (both routes) and the naive baseline for one problem and precision."""
-    mem = PeakMemory(device)
+def build(p: Problem, precision: str, device: torch.device, mem: PeakMemory) -> tuple[Simulation, float, int]:
+    """The simulation (memory checked first), its set-up seconds and set-up memory peak."""
     mem.reset_baseline()
     mem.start()
     t0 = time.perf_counter()
     sim = Simulation(p, h=H, seed=SEED, device=str(device), precision=precision, check_memory=True)
     synchronize(device)
-    setup_seconds, init_peak = time.perf_counter() - t0, mem.stop()
-    data, w0 = sim.data, sim.flow.w
-    dataset_bytes = data.inputs.numel() * data.inputs.element_size()
+    return sim, time.perf_counter() - t0, mem.stop()
+
+
+def time_routes(sim: Simulation, peaks: dict, device: torch.device, quick: bool) -> tuple[dict, dict]:
+    """Figures of quadflow's step on each route, and W after each route's first step."""
+    figures, first = {}, {}
+    for route in ROUTES:
+        field = EmpiricalField(sim.data, route=route, chunk_rows=sim.flow.field.chunk_rows)
+        figures[route], first[route] = measure(QuadflowStepper(sim, field, sim.flow.w), quadflow_flops(sim.p, route),
+                                               peaks, sim.precision.name, device, quick)
+    figures["auto"] = {"route": sim.route, **figures[sim.route]}
+    return figures, first
+
+
+def time_naive(sim: Simulation, peaks: dict, device: torch.device, quick: bool) -> tuple[dict, torch.Tensor]:
+    """Figures of the naive step on the simulation's data from its W0, and W after its first step."""
+    data, p = sim.data, sim.p
+    naive = NaiveStepper(sim.flow.w, data.inputs, data.y, p, H, sim.precision.name,
+                         naive_micro_rows(p, data.inputs.element_size(), naive_budget(device)))
+    figures, first = measure(naive, naive_flops(p), peaks, sim.precision.name, device, quick)
+    return {**figures, "micro_batches": naive.micro_batches}, first
+
+
+def bench_config(p: Problem, precision: str, device: torch.device, peaks: dict, quick: bool) -> dict:
+    """Time quadflow (both routes) and the naive baseline for one problem and precision."""
+    mem = PeakMemory(device)
+    sim, setup_seconds, init_peak = build(p, precision, device, mem)
     peaks = {**peaks, "fp32_local": gemm_peak(device, "fp32", GEMM_SIZE[(device.type, quick)])}
-    out = {"d": p.d, "kappa": p.kappa, "m": p.m, "n": p.n, "precision": precision,
-           "setup_seconds": setup_seconds, "loadavg": os.getloadavg(), "fp32_gemm_peak_local": peaks["fp32_local"],
-           "quadflow": {}, "agreement": {}}
-    first = {}
-    mem.start()
     with sim.precision.matmul_context():
-        for route in ROUTES:
-            field = EmpiricalField(data, route=route, chunk_rows=sim.flow.field.chunk_rows)
-            out["quadflow"][route], first[route] = measure(QuadflowStepper(sim, field, w0),
-                                                           quadflow_flops(p, route), peaks, precision, device, quick)
-        step_peak = mem.stop()
-        naive = NaiveStepper(w0, data.inputs, data.y, p, H, precision,
-                             naive_micro_rows(p, data.inputs.element_size(), naive_budget(device)))
         mem.start()
-        out["naive"], w_naive = measure(naive, naive_flops(p), peaks, precision, device, quick)
-        out["naive"]["micro_batches"] = naive.micro_batches
+        quadflow, first = time_routes(sim, peaks, device, quick)
+        step_peak = mem.stop()
+        mem.start()
+        naive, w_naive = time_naive(sim, peaks, device, quick)
         naive_peak = mem.stop()
-    auto = sim.route
-    out["quadflow"]["auto"] = {"route": auto, **out["quadflow"][auto]}
-    out["speedup_vs_naive"] = {r: out["naive"]["seconds_per_step"] / out["quadflow"][r]["seconds_per_step"]
-                               for r in (*ROUTES, "auto")}
-    out["agreement"] = {r: agreement(w0, first[r], w_naive) for r in ROUTES}
-    out["memory"] = memory_report(sim.memory, dataset_bytes, init_peak, step_peak, naive_peak, device)
-    return out
+    dataset_bytes = sim.data.inputs.numel() * sim.data.inputs.element_size()
+    return {"d": p.d, "kappa": p.kappa, "m": p.m, "n": p.n, "precision": precision,
+            "setup_seconds": setup_seconds, "loadavg": os.getloadavg(), "fp32_gemm_peak_local": peaks["fp32_local"],
+            "quadflow": quadflow, "naive": naive,
+            "speedup_vs_naive": {r: naive["seconds_per_step"] / quadflow[r]["seconds_per_step"] for r in quadflow},
+            "agreement": {r: agreement(sim.flow.w, first[r], w_naive) for r in ROUTES},
+            "memory": memory_report(sim.memory, dataset_bytes, init_peak, step_peak, naive_peak, device)}
 
 
 def memory_report(estimate: dict, dataset_bytes: int, init_peak, step_peak, naive_peak, device) -> dict:
@@ -347,6 +360,14 @@ def release(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
+def summary_line(res: dict) -> str:
+    """One progress line for a configuration."""
+    auto = res["quadflow"]["auto"]
+    return (f"[sim] d={res['d']} kappa={res['kappa']} {res['precision']}: quadflow({auto['route']}) "
+            f"{auto['seconds_per_step']:.3g} s/step, naive {res['naive']['seconds_per_step']:.3g} s/step, "
+            f"speedup {res['speedup_vs_naive']['auto']:.2f}")
+
+
 def run(quick: bool = False, device: str = "cpu") -> dict:
     """The sim suite: GEMM peaks, then every (d, precision, kappa) configuration; a JSON-ready dict."""
     dev = resolve_device(device)
@@ -359,10 +380,7 @@ def run(quick: bool = False, device: str = "cpu") -> dict:
                 p = Problem(d=d, kappa=kappa, kappa_star=KAPPA_STAR, alpha=ALPHA, lam=LAM)
                 results.append(bench_config(p, precision, dev, peaks, quick))
                 release(dev)
-                print(f"[sim] d={d} kappa={kappa} {precision}: "
-                      f"quadflow({results[-1]['quadflow']['auto']['route']}) "
-                      f"{results[-1]['quadflow']['auto']['seconds_per_step']:.3g} s/step, "
-                      f"naive {results[-1]['naive']['seconds_per_step']:.3g} s/step", file=sys.stderr, flush=True)
+                print(summary_line(results[-1]), file=sys.stderr, flush=True)
     return {"device": str(dev), "quick": quick, "notes": NOTES[dev.type], "gemm_peak": peaks,
             "problem": {"alpha": ALPHA, "kappa_star": KAPPA_STAR, "lam": LAM, "h": H, "seed": SEED,
                         "sizes": list(SIZES[quick]), "kappas": list(KAPPAS), "precisions": list(modes)},
