@@ -143,3 +143,10 @@ def test_precision_modes_see_the_same_data_and_agree():
     np.testing.assert_allclose(fp32["train_loss"], ref["train_loss"], rtol=1e-4)
     np.testing.assert_allclose(bf16["mse"], ref["mse"], rtol=0.1)
     np.testing.assert_allclose(bf16["train_loss"], ref["train_loss"], rtol=0.1)
+
+
+def test_realised_ratios():
+    p = Problem(d=24, kappa=0.4, kappa_star=0.5, alpha=1.01)
+    r = p.realised()
+    assert (r.m, r.m_star, r.n) == (p.m, p.m_star, p.n)
+    assert r.kappa == 10 / 24 and r.alpha == p.n / 24 ** 2

@@ -126,6 +126,8 @@ class Flow:
         bar = _progress(steps, self.step, progress)
         try:
             while True:
+                if self.step >= steps and self.step not in record and self.step not in spectra:
+                    return  # nothing to observe at the end: skip the field evaluation
                 drift, stats = self.field(self.w)
                 loss = stats.train_loss
                 if self.initial_loss is None:

@@ -54,14 +54,15 @@ def _population(cfg, problem: Problem, sim: Simulation, schedule, spec_steps) ->
 
 
 def _longtime(cfg, problem: Problem, sim: Simulation, schedule, spec_steps) -> TheoryResult:
+    """Long-time values at the run's realised ratios, as constant reference lines."""
     from quadflow.theory.longtime import solve_longtime
 
     if problem.lam == 0 and problem.Delta == 0:
         warnings.warn("theory=longtime needs lam > 0 or Delta > 0 (at lam = Delta = 0 the limit depends on the "
                       "initialisation); skipped", RuntimeWarning)
         return TheoryResult("longtime", summary={"skipped": "lam = Delta = 0"})
-    sol = solve_longtime(alpha=problem.alpha, kappa=problem.kappa, kappa_star=problem.kappa_star,
-                         lam=problem.lam, Delta=problem.Delta)
+    r = problem.realised()  # the ratios this d realises (m/d, m*/d, n/d^2)
+    sol = solve_longtime(alpha=r.alpha, kappa=r.kappa, kappa_star=r.kappa_star, lam=r.lam, Delta=r.Delta)
     if not sol.converged:
         warnings.warn(f"long-time equations did not converge at {problem}; values are flagged", RuntimeWarning)
     consts = {"mse": sol.mse, "test_error": sol.test_error_noisy if cfg.data.noisy_test else sol.test_error,
@@ -81,7 +82,7 @@ def _dmft(cfg, problem: Problem, sim: Simulation, schedule, spec_steps) -> Theor
     if cfg.optim.name != "gd":
         warnings.warn("the DMFT describes discrete GD at step h; comparing it with optim.name="
                       f"{cfg.optim.name} mixes integrators", RuntimeWarning)
-    res = solve_dmft(problem, h=cfg.optim.h, steps=cfg.optim.steps, d_eff=c.d_eff, samples=c.samples, seed=c.seed,
+    res = solve_dmft(problem.realised(), h=cfg.optim.h, steps=cfg.optim.steps, d_eff=c.d_eff, samples=c.samples, seed=c.seed,
                      device=cfg.device, tol=c.tol, max_iter=c.max_iter, noisy_test=cfg.data.noisy_test,
                      callback=_dmft_progress(cfg))
     return TheoryResult("dmft", curves=_curves(res, ("mse", "test_error", "train_loss", "in_sample_error")),
