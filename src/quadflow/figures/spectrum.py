@@ -35,24 +35,26 @@ def kolmogorov_distance(eigs: np.ndarray, grid: np.ndarray, cdf: np.ndarray, tol
 
 
 def collect(jobs, quick: bool) -> FigureData:
+    """One panel per parameter point; the eigenvalues of its seeds are pooled (``n_seeds`` x d of them)."""
+    pooled: dict = {}
+    for j in (j for j in jobs if j.ok and j.final_spectrum() is not None):
+        pooled.setdefault(tuple(j.problem[k] for k in PARAMS), []).append(j)
     eig_rows, theory_rows, runs = [], [], []
-    for j in (j for j in jobs if j.ok):
-        spec = j.final_spectrum()
-        if spec is None:
-            continue
-        t, eigs = spec
-        sol = solve_longtime(**{k: j.problem[k] for k in PARAMS})
-        tol = j.config["record"]["rank_tol"]
+    for key, group in pooled.items():
+        params = dict(zip(PARAMS, key))
+        spectra = [j.final_spectrum() for j in group]
+        t, eigs = spectra[0][0], np.concatenate([e for _, e in spectra])
+        sol = solve_longtime(**params)
+        tol = group[0].config["record"]["rank_tol"]
         grid = np.linspace(0.0, 1.3 * max(eigs.max(), 1e-3), 200 if quick else 1000)
-        cdf = _theory_cdf(sol, grid)
-        ks = kolmogorov_distance(eigs, grid, cdf, tol)
-        kappa = j.problem["kappa"]
+        kappa = params["kappa"]
         eig_rows += [{"kappa": kappa, "eigenvalue": float(e)} for e in eigs]
         theory_rows += [{"kappa": kappa, "s": float(s), "density": float(r)} for s, r in zip(grid, sol.spectrum(grid))]
-        runs.append({**{k: j.problem[k] for k in PARAMS}, "d": j.problem["d"], "t": t, "q": sol.q, "xi": sol.xi,
+        runs.append({**params, "d": group[0].problem["d"], "n_seeds": len(group), "t": t, "q": sol.q, "xi": sol.xi,
                      "omega": sol.omega, "rank_selected": bool(np.isfinite(sol.omega) and sol.omega > sol.q),
                      "sim_rank_fraction": float(np.mean(eigs > tol)), "theory_rank_fraction": sol.rank_fraction,
-                     "sim_trace": float(eigs.mean()), "theory_trace": sol.trace, "kolmogorov_distance": ks})
+                     "sim_trace": float(eigs.mean()), "theory_trace": sol.trace,
+                     "kolmogorov_distance": kolmogorov_distance(eigs, grid, _theory_cdf(sol, grid), tol)})
     agreement = {f"kappa={r['kappa']}/{k}": r[k] for r in runs for k in ("kolmogorov_distance",)}
     agreement.update({f"kappa={r['kappa']}/trace_rel_gap": abs(r["sim_trace"] - r["theory_trace"]) / r["theory_trace"]
                       for r in runs})
@@ -68,7 +70,7 @@ def draw(data: FigureData):
         edges = np.histogram_bin_edges(nonzero, bins=max(8, min(40, nonzero.size // 3)))
         # density of the non-zero eigenvalues normalised to their fraction, like the theory density
         ax.hist(nonzero, bins=edges, weights=np.full(nonzero.size, 1.0 / (eigs.size * (edges[1] - edges[0]))),
-                alpha=0.5, label=f"simulation d={run['d']}, t={run['t']:g}")
+                alpha=0.5, label=f"simulation d={run['d']} ({run['n_seeds']} seeds), t={run['t']:g}")
         s = np.array(data.column("theory", "s", kappa=run["kappa"]))
         ax.plot(s, data.column("theory", "density", kappa=run["kappa"]), "r-", lw=1.8, label="theory (long time)")
         sel = f", rank selection at omega={run['omega']:.2f}" if run["rank_selected"] else ""
