@@ -67,10 +67,13 @@ def equal_error(device: str, quick: bool) -> dict:
     return out
 
 
-def run(quick: bool = False, device: str = "cpu") -> dict:
-    """Time converged solves over a small (d_eff, T) grid; see the module docstring."""
-    if device == "cpu":
-        torch.set_num_threads(min(2, torch.get_num_threads()))
+def run(quick: bool = False, device: str = "cpu", threads: int = 1) -> dict:
+    """Time converged solves over a small (d_eff, T) grid; see the module docstring.
+
+    ``threads``: torch CPU threads (1 by default: the per-step matrices are small,
+    and on a shared 2-core machine 2 threads measured 20x slower than 1).
+    """
+    torch.set_num_threads(threads)
     if quick:
         d_effs, Ts = (24, 32), (50, 100)
     elif device.startswith("cuda"):
@@ -78,7 +81,7 @@ def run(quick: bool = False, device: str = "cpu") -> dict:
     else:
         d_effs, Ts = (32, 64, 128), (100, 200, 400)
     strip = lambda r: {k: v for k, v in r.items() if k != "mse"}  # noqa: E731
-    out = {"device": device, "problem": PROBLEM, "h": H,
+    out = {"device": device, "threads": threads, "problem": PROBLEM, "h": H,
            "grid": [strip(_solve(d, T, device)) for d in d_effs for T in Ts]}
     if not quick:
         out["app_default"] = strip(_solve(64, 400, device))
