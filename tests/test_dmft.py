@@ -136,3 +136,13 @@ def test_cuda_solve_agrees_with_cpu():
     assert gpu["converged"]
     for k in CURVE_KEYS:
         assert np.mean(np.abs(gpu[k] / cpu[k] - 1)) < 0.06, k
+
+
+def test_too_large_solve_is_refused_before_allocating():
+    from quadflow.memory import InsufficientMemoryError
+    from quadflow.theory.dmft import memory_bytes
+
+    # 10^4 steps at d_eff = 2048 would need ~10 TB: (T+1) samples d_eff^2 (channels + 4) x 8 bytes
+    assert memory_bytes(10_000, 2048, 4, 4) == 10_001 * 4 * 2048**2 * 8 * 8 + 20 * 10_001**2 * 8
+    with pytest.raises(InsufficientMemoryError, match="d_eff, steps, samples or channels"):
+        solve_dmft(Problem(d=16, kappa=1.0, kappa_star=0.5, alpha=1.0), steps=10_000, d_eff=2048)

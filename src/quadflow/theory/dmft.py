@@ -18,6 +18,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
+from quadflow.memory import InsufficientMemoryError, available_bytes
 from quadflow.problem import Problem, check_domain
 from quadflow.runtime import resolve_device
 from quadflow.theory.dmft_kernels import kernel_change, noise_factor, sample_side
@@ -50,6 +51,20 @@ def _check(h, steps, d_eff, samples, channels, tol, max_iter, damping, spectrum_
     if steps > d_eff * (d_eff + 1) // 2:
         warnings.warn(f"steps={steps} exceeds D = d_eff(d_eff+1)/2: probes are orthogonal only in blocks, "
                       "R is noisier; increase d_eff", RuntimeWarning, stacklevel=3)
+
+
+def memory_bytes(steps: int, d_eff: int, samples: int, channels: int, itemsize: int = 8) -> int:
+    """Bytes a solve holds: the state history (1 + channels), noise, GOE draws and probes,
+    each (T+1) x samples x d_eff^2 numbers, plus the per-sample (T+1)^2 kernels."""
+    per_buffer = (steps + 1) * samples * d_eff ** 2 * itemsize
+    return per_buffer * (channels + 4) + (2 * samples + 12) * (steps + 1) ** 2 * itemsize
+
+
+def _check_fits(need: int, device: torch.device) -> None:
+    free = available_bytes(device)
+    if need > 0.9 * free:
+        raise InsufficientMemoryError(f"solve_dmft needs about {need / 2**30:.2f} GiB on {device}, "
+                                      f"{free / 2**30:.2f} GiB free: reduce d_eff, steps, samples or channels")
 
 
 def _check_stable(C_e: torch.Tensor, side, h: float) -> None:
@@ -125,11 +140,13 @@ def solve_dmft(p: Problem, h: float = 0.05, steps: int = 400, d_eff: int = 64, s
 
     Raises:
         ValueError: bad argument (named), or divergence of the process (h too large).
+        InsufficientMemoryError (a ValueError): the buffers (:func:`memory_bytes`) do not fit.
     """
     spectrum_steps = tuple(sorted({int(s) for s in spectrum_steps}))
     _check(h, steps, d_eff, samples, channels, tol, max_iter, damping, spectrum_steps)
     start = time.perf_counter()
     dev = resolve_device(device)
+    _check_fits(memory_bytes(steps, d_eff, samples, channels, torch.empty((), dtype=dtype).element_size()), dev)
     delta = 1.0 / (2.0 * p.alpha) if delta is None else float(delta)
     if not delta > 0:
         raise ValueError(f"delta must be > 0, got {delta!r}")
