@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from quadflow.figures.data import FigureData
-from quadflow.figures.style import colors, subplots
+from quadflow.figures.style import colors, log_axes, subplots
 from quadflow.theory.longtime import longtime_curve, solve_longtime
 from quadflow.theory.thresholds import interpolation_threshold, perfect_recovery_threshold
 
@@ -114,8 +114,7 @@ def draw(data: FigureData):
                 ax.axvline(c["threshold"], color=color, ls=":", lw=1)
     fixed = {k: v for k, v in data.meta["curves"][0].items() if k in FIXED and k not in (vary, "Delta", "lam")}
     for ax, title in ((ax_te, "long-time test error (2 mse)"), (ax_tr, "long-time train loss")):
-        ax.set_xscale("log")
-        ax.set_yscale("log")
+        log_axes(ax)
         ax.set_xlabel(vary)
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)

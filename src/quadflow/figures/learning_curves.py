@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from quadflow.figures.data import FigureData
-from quadflow.figures.style import colors, subplots
+from quadflow.figures.style import colors, log_axes, subplots
 
 METRICS = ("mse", "train_loss")
 T_MIN = 0.5  # the first steps are dominated by the initialisation and agree trivially
@@ -51,8 +51,7 @@ def draw(data: FigureData):
             if lt.get(m) is not None and np.isfinite(lt[m]):
                 ax.axhline(lt[m], color=color, ls=":", lw=1)
     for ax, m in zip(axes, METRICS):
-        ax.set_xscale("log")
-        ax.set_yscale("log")
+        log_axes(ax)
         ax.set_xlabel("t")
         ax.set_title(m, fontsize=10)
         ax.grid(alpha=0.3)

@@ -20,3 +20,16 @@ def close(fig) -> None:
 def colors(n: int) -> list:
     """``n`` distinguishable colours (matplotlib's default cycle, repeated)."""
     return [f"C{i % 10}" for i in range(n)]
+
+
+def log_axes(ax, x: bool = True, y: bool = True) -> None:
+    """Log scales with plain tick labels (0.2, 0.5, 1 on x; decades on y) and unlabelled minor ticks."""
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
+
+    for on, axis, set_scale, subs in ((x, ax.xaxis, ax.set_xscale, (1.0, 2.0, 5.0)),
+                                      (y, ax.yaxis, ax.set_yscale, (1.0,))):
+        if on:
+            set_scale("log")
+            axis.set_major_locator(LogLocator(subs=subs))
+            axis.set_major_formatter(FormatStrFormatter("%g"))
+            axis.set_minor_formatter(NullFormatter())

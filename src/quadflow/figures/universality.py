@@ -10,7 +10,7 @@ import numpy as np
 
 from quadflow.figures.data import FigureData
 from quadflow.figures.stats import seed_means
-from quadflow.figures.style import colors, subplots
+from quadflow.figures.style import colors, log_axes, subplots
 
 METRICS = ("mse", "train_loss")
 
@@ -60,8 +60,7 @@ def draw(data: FigureData):
         th = data.meta["theory_longtime"].get(m)
         if th:
             ax.axhline(th, color="k", ls=":", label=f"long-time theory {th:.4g}")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
+        log_axes(ax)
         ax.set_xlabel("t")
         ax.set_title(m, fontsize=10)
         ax.grid(alpha=0.3)
