@@ -10,11 +10,13 @@ L_kj G_j``, ``c = sqrt(1/(4 alpha))``, ``C_r = L L^T`` and ``G_j`` i.i.d. GOE.
 Alongside it runs the forward-mode tangent driven by one probe ``P_j`` per
 time (U held fixed, memory feedback included):
 
-    dGamma_k = -dE_k + sum_{j<k} K_kj dE_j + P_j,   dW_{k+1} = dW_k M_k + 2 h W_k dGamma_k
+    dGamma_k = -dE_k + sum_{j<k} K_kj dE_j + P_k,   dW_{k+1} = dW_k M_k + 2 h W_k dGamma_k
 
 so that ``R_kj ~ (1/D) <P_j, dS_k>`` (Hutchinson; ``D = d(d+1)/2``; exact in
 expectation because the probes have i.i.d. N(0, 1) coordinates in an
-orthonormal basis of Sym(d)). All random numbers live in :class:`Draws`,
+orthonormal basis of Sym(d)). With ``channels = P`` there are P tangents, the
+probe of time j feeding tangent ``j mod P`` only, which cuts the cross terms
+``<P_j, J_ki P_i>`` that dominate the noise. All random numbers live in :class:`Draws`,
 drawn once and reused at every fixed-point iteration.
 """
 from __future__ import annotations
