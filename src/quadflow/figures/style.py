@@ -23,13 +23,16 @@ def colors(n: int) -> list:
 
 
 def log_axes(ax, x: bool = True, y: bool = True) -> None:
-    """Log scales with plain tick labels (0.2, 0.5, 1 on x; decades on y) and unlabelled minor ticks."""
+    """Log scales with plain tick labels (decades; also 2 and 5 on an x axis spanning under two decades),
+    unlabelled minor ticks. Call after plotting (the span is read from the data limits)."""
     from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
-    for on, axis, set_scale, subs in ((x, ax.xaxis, ax.set_xscale, (1.0, 2.0, 5.0)),
-                                      (y, ax.yaxis, ax.set_yscale, (1.0,))):
+    for on, axis, set_scale, can_subdivide in ((x, ax.xaxis, ax.set_xscale, True),
+                                               (y, ax.yaxis, ax.set_yscale, False)):
         if on:
             set_scale("log")
+            lo, hi = axis.get_data_interval()
+            subs = (1.0, 2.0, 5.0) if can_subdivide and 0 < lo and hi / lo < 100 else (1.0,)
             axis.set_major_locator(LogLocator(subs=subs))
             axis.set_major_formatter(FormatStrFormatter("%g"))
             axis.set_minor_formatter(NullFormatter())
