@@ -186,3 +186,15 @@ def test_redraw_from_saved_data(tmp_path):
     assert (tmp_path / "phase_diagram.png").exists()
     with pytest.raises(ValueError, match="sweep folder"):
         collect("spectrum", None)
+
+
+def test_single_run_of_a_preset_draws_its_figure_in_the_run_folder(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "run.py"), "experiment=spectrum", "problem.d=10",
+                           "optim.steps=50", "progress=false", f"hydra.run.dir={out}"],
+                          cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = FigureData.load(out, "spectrum")
+    (run,) = data.meta["runs"]
+    assert run["d"] == 10 and run["kappa_star"] == 0.3 and len(data.tables["sim"]) == 10  # one job: d eigenvalues
+    assert (out / "spectrum.png").exists()
