@@ -108,6 +108,7 @@ class RunConfig:
     device: str = "auto"        # auto | cpu | cuda
     precision: str = "fp32"     # fp64 | fp32 | tf32 | bf16
     seed: int = 0
+    cpu_threads: Optional[int] = None  # torch CPU threads (None: about one per 128 of d, small matrices gain nothing)
     resume: bool = False
     progress: bool = True       # progress bars (shown on terminals only)
     experiment: Optional[Any] = None
@@ -135,6 +136,8 @@ def check_config(cfg) -> None:
     _require(cfg.checkpoint.every >= 0, "checkpoint.every", cfg.checkpoint.every, ">= 0 (0: only at exit)")
     _require(cfg.tracking.wandb.mode in ("offline", "online", "disabled"), "tracking.wandb.mode",
              cfg.tracking.wandb.mode, "offline | online | disabled")
+    if cfg.cpu_threads is not None:
+        _require(cfg.cpu_threads >= 1, "cpu_threads", cfg.cpu_threads, ">= 1 or null")
     if cfg.data.chunk_rows is not None:
         _require(cfg.data.chunk_rows >= 1, "data.chunk_rows", cfg.data.chunk_rows, ">= 1 or null")
     dmft = cfg.theory.dmft
