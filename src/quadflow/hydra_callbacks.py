@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import traceback
 from pathlib import Path
 
@@ -22,7 +23,7 @@ def make_configured_figure(config, folder: Path, multirun: bool) -> None:
     """Draw ``config.figure`` (set by an experiment preset) from the jobs in ``folder``; a failure is reported,
     never raised, so that the sweep's own results stand."""
     name = config.get("figure")
-    if not name:
+    if not name or int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 draws
         return
     from quadflow.figures import make_figure
 
