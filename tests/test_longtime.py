@@ -140,3 +140,18 @@ def test_curve_rejects_bad_arguments():
         longtime_curve("alpha", [1.0, -1.0], kappa=1.0, kappa_star=0.5, lam=0.1)
     with pytest.raises(ValueError, match="monotone"):
         longtime_curve("alpha", [1.0, 0.5, 2.0], kappa=1.0, kappa_star=0.5, lam=0.1)
+
+
+def test_kappa_curve_matches_pointwise_solutions():
+    """Along kappa (non-smooth at the rank cut) the curve is the pointwise solution; this grid
+    once made continuation crawl for minutes."""
+    import numpy as np
+
+    from quadflow.theory.longtime import longtime_curve, solve_longtime
+
+    kappas = np.linspace(0.1, 3.0, 12)
+    curve = longtime_curve(vary="kappa", values=kappas, kappa_star=0.2, alpha=0.25, lam=0.01, Delta=0.0)
+    assert curve["converged"].all()
+    for i in (0, 5, 11):
+        ref = solve_longtime(alpha=0.25, kappa=float(kappas[i]), kappa_star=0.2, lam=0.01, Delta=0.0)
+        assert curve["mse"][i] == ref.mse

@@ -459,7 +459,8 @@ def longtime_curve(vary: str = "alpha", values=None, *, ds_max: float = 0.1,
     ``converged = False``.
 
     With ``lam = 0`` fixed (the ``q = 0`` / interpolating branches, no continuation
-    variable in q) the points are solved one by one and ``folds`` is empty.
+    variable in q), and along ``kappa`` (non-smooth there, see the code), the points
+    are solved one by one and ``folds`` is empty.
 
     Args:
         vary: one of ``alpha, kappa, lam, Delta``.
@@ -496,7 +497,10 @@ def longtime_curve(vary: str = "alpha", values=None, *, ds_max: float = 0.1,
     out.update(vary=vary, values=values, branch=np.zeros(n, dtype=int), kind=np.full(n, "none", dtype=object),
                converged=np.zeros(n, dtype=bool), folds=[])
     first = solve_longtime(**{**fixed, vary: float(values[0])})
-    if (vary != "lam" and fixed["lam"] == 0) or not first.converged:
+    # kappa-curves are solved point by point: the rank cut b = max(q, omega) makes the
+    # equations non-smooth in kappa (kinks where omega crosses q and at kappa = 1), where
+    # continuation crawls (minutes for 30 points); scans found no folds in kappa.
+    if vary == "kappa" or (vary != "lam" and fixed["lam"] == 0) or not first.converged:
         for i, v in enumerate(values):
             s = first if i == 0 else solve_longtime(**{**fixed, vary: float(v)})
             _store(out, i, s, 0)
