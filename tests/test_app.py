@@ -164,3 +164,11 @@ def test_sigterm_checkpoints_and_exits_cleanly(tmp_path):
     assert (out / "checkpoint.pt").exists()
     run_app([*LONG, "resume=true", f"hydra.run.dir={out}"])
     assert json.loads((out / "summary.json").read_text())["steps_done"] == 10000
+
+
+def test_wandb_group_names():
+    from quadflow.app import wandb_group
+
+    assert wandb_group("double_descent", "12-00-00-123") == "double_descent-12-00-00-123"
+    assert wandb_group("null", "12-00-00-123") == "12-00-00-123"
+    assert wandb_group("spectrum", None) == "spectrum" and wandb_group(None, None) is None

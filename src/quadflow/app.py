@@ -267,17 +267,20 @@ def register_configs() -> None:
     ConfigStore.instance().store(name="run_schema", node=RunConfig)
 
 
+def wandb_group(experiment: str | None, sweep_folder: str | None) -> str | None:
+    """W&B group of a job: ``<experiment>-<sweep folder>`` under -m, the experiment or the sweep folder alone."""
+    experiment = None if experiment in (None, "null") else experiment
+    parts = [x for x in (experiment, sweep_folder) if x]
+    return "-".join(parts) or None
+
+
 def run_hydra_job(cfg: DictConfig, hydra_cfg) -> dict:
     """:func:`run_job` in the Hydra output folder; W&B group = experiment name or sweep folder."""
     from hydra.types import RunMode
 
     out_dir = Path(hydra_cfg.runtime.output_dir)
-    group = None
-    if hydra_cfg.mode == RunMode.MULTIRUN:
-        group = Path(hydra_cfg.sweep.dir).name
-    experiment = hydra_cfg.runtime.choices.get("experiment")
-    if experiment and experiment != "null":
-        group = f"{experiment}-{group}" if group else experiment
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    group = wandb_group(hydra_cfg.runtime.choices.get("experiment"), Path(hydra_cfg.sweep.dir).name if multirun else None)
     name = hydra_cfg.job.override_dirname or out_dir.name
     if hydra_cfg.mode == RunMode.MULTIRUN:
         name = f"{hydra_cfg.job.num}:{name}"

@@ -8,15 +8,7 @@ from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
-from quadflow.app import print_sweep_table, sweep_failures
-
-
-def _experiment_group(config, folder: Path, multirun: bool) -> str | None:
-    """The W&B group the jobs used (``<experiment>-<sweep folder>`` under -m, else the experiment)."""
-    experiment = config.hydra.runtime.choices.get("experiment")
-    if not experiment or experiment == "null":
-        return folder.name if multirun else None
-    return f"{experiment}-{folder.name}" if multirun else experiment
+from quadflow.app import print_sweep_table, sweep_failures, wandb_group
 
 
 def make_configured_figure(config, folder: Path, multirun: bool) -> None:
@@ -30,7 +22,8 @@ def make_configured_figure(config, folder: Path, multirun: bool) -> None:
     wb = config.tracking.wandb
     try:
         result = make_figure(name, folder, wandb={"mode": wb.mode, "project": wb.project, "entity": wb.entity,
-                                                  "group": wb.group or _experiment_group(config, folder, multirun)})
+                                                  "group": wb.group or wandb_group(config.hydra.runtime.choices.get("experiment"),
+                                                                   folder.name if multirun else None)})
         print(f"figure {name}: " + ", ".join(result["files"]))
     except Exception as err:
         traceback.print_exc()

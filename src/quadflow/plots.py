@@ -9,7 +9,8 @@ CURVE_METRICS = ("mse", "train_loss", "in_sample_error", "rank_fraction")
 THEORY_STYLES = {"dmft": ("--", "C0"), "population": (":", "C2"), "longtime": ("-.", "C1")}
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot with the non-interactive Agg backend (imported on first use)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -34,7 +35,7 @@ def theory_names(rows: list[dict]) -> list[str]:
 
 def plot_curves(rows: list[dict], path: Path, title: str = "") -> Path:
     """Four panels (mse, train_loss, in_sample_error, rank_fraction) vs t, simulation and theories."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(2, 2, figsize=(10, 7), constrained_layout=True)
     for ax, metric in zip(axes.flat, CURVE_METRICS):
         t, v = series(rows, f"sim/{metric}")
@@ -63,7 +64,7 @@ def plot_spectrum(eigenvalues: np.ndarray, path: Path, t: float, density=None, a
 
     ``atom`` is the theory's mass at zero (fraction of zero eigenvalues), drawn as a bar label.
     """
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
     ax.hist(eigenvalues, bins=max(10, min(80, len(eigenvalues) // 3)), density=True, alpha=0.5,
             label=f"simulation, t={t:g}")
