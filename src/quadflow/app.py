@@ -238,7 +238,7 @@ def run_job(cfg: DictConfig, out_dir: Path, *, wandb_group: str | None = None, j
         np.savez(out_dir / "spectra.npz", **{f"step_{k}": v for k, v in sorted(spectra.items())})
     last = tracker.rows[-1] if tracker.rows else {}
     summary = {
-        "status": status, "error": error, "steps_done": sim.step, "steps": steps, "t": sim.step * cfg.optim.h,
+        "status": status, "error": error, "steps_done": sim.step, "steps": steps, "objective_increases": sim.flow.ascents, "t": sim.step * cfg.optim.h,
         **{k: v for k, v in last.items() if k not in ("t", "step")}, **_final_gaps(last),
         **{f"theory/{n}/{k}": v for n, r in theories.items() for k, v in r.summary.items()},
         "problem": problem.to_dict(), "device": str(sim.device), "world_size": world()[1], "precision": cfg.precision, "route": sim.route,

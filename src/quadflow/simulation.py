@@ -84,7 +84,8 @@ class Simulation:
 
     def state_dict(self) -> dict:
         """What a checkpoint needs: data and teacher are regenerated from the seeds."""
-        return {"w": self.flow.w.detach().cpu(), "step": self.flow.step, "initial_loss": self.flow.initial_loss,
+        return {"w": self.flow.w.detach().cpu(), "step": self.flow.step, "initial_loss": self.flow.initial_loss, "ascents": self.flow.ascents,
+                "last_objective": self.flow._last_objective,
                 "seeds": self.seeds.__dict__}
 
     def load_state_dict(self, state: dict) -> None:
@@ -93,6 +94,8 @@ class Simulation:
         self.flow.w = state["w"].to(self.device, self.precision.compute)
         self.flow.step = int(state["step"])
         self.flow.initial_loss = state["initial_loss"]
+        self.flow.ascents = state.get("ascents", 0)
+        self.flow._last_objective = state.get("last_objective")
 
 
 def collect(records: list[dict]) -> dict:
