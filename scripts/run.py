@@ -12,7 +12,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
-from quadflow.app import EXIT_CODES, register_configs, run_hydra_job
+from quadflow.app import EXIT_CODES, one_line_report, register_configs, run_hydra_job
 
 register_configs()
 
@@ -20,6 +20,7 @@ register_configs()
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg) -> str:
     summary = run_hydra_job(cfg, HydraConfig.get())
+    print(one_line_report(summary, HydraConfig.get().runtime.output_dir))
     if HydraConfig.get().mode != RunMode.MULTIRUN and summary["status"] != "ok":
         print(f"run {summary['status']}: {summary['error']}", file=sys.stderr)
         sys.exit(EXIT_CODES[summary["status"]])

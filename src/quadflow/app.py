@@ -317,6 +317,17 @@ def _write_plots(cfg, out_dir: Path, rows, spectra, theories) -> list[Path]:
     return paths
 
 
+def one_line_report(summary: dict, out_dir) -> str:
+    """``status | final sim mse vs each theory | where the files are`` for the console."""
+    parts = [f"[{summary['status']}] t={summary['t']:g}"]
+    if summary.get("sim/mse") is not None:
+        parts.append(f"sim mse={summary['sim/mse']:.4g}")
+    for key, value in summary.items():
+        if key.startswith("theory/") and key.endswith("/mse") and isinstance(value, float):
+            parts.append(f"{key.split('/')[1]} mse={value:.4g}")
+    return " | ".join(parts) + f" | results in {out_dir} (plots/curves.png, metrics.jsonl, summary.json)"
+
+
 def sweep_failures(sweep_dir: Path) -> list[dict]:
     """Status of every job of a multirun folder (from its summary.json), failed ones first."""
     rows = []
