@@ -1,5 +1,4 @@
 """The figure notebooks run top to bottom (nbclient) at their small size, from the saved results."""
-import os
 from pathlib import Path
 
 import nbformat

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from quadflow.app import ConfigError, run_job
 from quadflow.config import RunConfig
-from quadflow.tracking import JsonlSink, WandbSink, read_jsonl
+from quadflow.tracking import JsonlSink, read_jsonl
 
 
 def make_cfg(**overrides):

@@ -14,7 +14,6 @@ import json
 import math
 import platform
 import signal
-import sys
 import time
 import traceback
 import warnings
@@ -326,25 +325,3 @@ def one_line_report(summary: dict, out_dir) -> str:
         if key.startswith("theory/") and key.endswith("/mse") and isinstance(value, float):
             parts.append(f"{key.split('/')[1]} mse={value:.4g}")
     return " | ".join(parts) + f" | results in {out_dir} (plots/curves.png, metrics.jsonl, summary.json)"
-
-
-def sweep_failures(sweep_dir: Path) -> list[dict]:
-    """Status of every job of a multirun folder (from its summary.json), failed ones first."""
-    rows = []
-    for path in sorted(Path(sweep_dir).glob("*/summary.json")):
-        try:
-            s = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            s = {"status": "failed", "error": f"unreadable summary: {err}"}
-        rows.append({"job": path.parent.name, "status": s.get("status"), "error": s.get("error")})
-    job_dirs = {p.name for p in Path(sweep_dir).iterdir() if p.is_dir() and (p / ".hydra").exists()}
-    for missing in sorted(job_dirs - {r["job"] for r in rows}):
-        rows.append({"job": missing, "status": "failed", "error": "no summary.json (crashed before the end)"})
-    return sorted(rows, key=lambda r: (r["status"] == "ok", r["job"]))
-
-
-def print_sweep_table(rows: list[dict], file=sys.stdout) -> None:
-    failed = [r for r in rows if r["status"] != "ok"]
-    print(f"sweep: {len(rows) - len(failed)}/{len(rows)} jobs ok", file=file)
-    for r in failed:
-        print(f"  job {r['job']}: {r['status']}: {r['error']}", file=file)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
-from quadflow.app import print_sweep_table, sweep_failures, wandb_group
+from quadflow.app import wandb_group
+from quadflow.sweeps import print_sweep_table, sweep_failures
 
 
 def make_configured_figure(config, folder: Path, multirun: bool) -> None:

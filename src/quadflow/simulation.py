@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from quadflow.data import BLOCK, DESIGNS, STORAGES, Dataset, Seeds, initial_weights, teacher_matrix
 from quadflow.distributed import world
