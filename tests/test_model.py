@@ -6,7 +6,7 @@ import torch
 
 from quadflow import Problem
 from quadflow.data import Dataset, Seeds, initial_weights, quadratic_form, teacher_matrix
-from quadflow.flow import gd_step, velocity
+from quadflow.flow import integrator, velocity
 from quadflow.model import EmpiricalField, mse, student_matrix
 
 
@@ -47,7 +47,7 @@ def test_drift_equals_autograd_gradient(design, kappa):
         assert stats.in_sample_error == pytest.approx(float(((f.detach() - data.y_clean) ** 2).sum()) / (4 * p.n), rel=1e-10)
     # one GD step is W + 2h (W Gamma - lam W)
     h = 0.01
-    w1 = gd_step(w, dw_dt, None, h, p.lam)
+    w1 = integrator("gd")(w, dw_dt, None, h, p.lam)
     torch.testing.assert_close(w1, w + 2 * h * (drift - p.lam * w))
 
 

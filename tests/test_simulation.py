@@ -162,3 +162,35 @@ def test_oscillating_gd_is_flagged():
     good = Simulation(p, h=0.02, precision="fp64")
     good.run(400, record_steps=[400])
     assert bad.flow.ascents > 20 and good.flow.ascents == 0
+
+
+def test_momentum_with_zero_beta_is_gd():
+    p = Problem(d=12, kappa=1.5, kappa_star=0.5, alpha=2.0, lam=0.05)
+    gd = simulate(p, h=0.05, steps=50, precision="fp64", record_steps=[50])
+    hb = simulate(p, h=0.05, steps=50, precision="fp64", record_steps=[50], optim="momentum",
+                  optim_params={"beta": 0.0})
+    assert hb["mse"][-1] == gd["mse"][-1]
+
+
+@pytest.mark.parametrize("optim,params,h", [("momentum", {"beta": 0.9}, 0.01), ("adam", {"betas": (0.9, 0.999)}, 0.01)])
+def test_baselines_train_and_resume_exactly(optim, params, h):
+    """The baselines decrease the loss; their state (buffer, moments) survives a checkpoint bitwise."""
+    p = Problem(d=12, kappa=1.5, kappa_star=0.5, alpha=2.0, lam=0.05)
+    full = Simulation(p, h=h, precision="fp64", optim=optim, optim_params=params)
+    records = []
+    full.run(80, record_steps=[0, 80], on_record=records.append)
+    assert records[-1]["train_loss"] < 0.2 * records[0]["train_loss"]
+    first = Simulation(p, h=h, precision="fp64", optim=optim, optim_params=params)
+    first.run(30, record_steps=[])
+    resumed = Simulation(p, h=h, precision="fp64", optim=optim, optim_params=params)
+    resumed.load_state_dict(first.state_dict())
+    resumed.run(80, record_steps=[])
+    assert torch.equal(resumed.flow.w, full.flow.w)
+
+
+@pytest.mark.parametrize("params,match", [({"beta": 1.0}, "optim.beta"), ({"betas": (0.9, 1.5)}, "optim.betas"),
+                                          ({"eps": 0.0}, "optim.eps")])
+def test_bad_baseline_settings(params, match):
+    optim = "momentum" if "beta" in params else "adam"
+    with pytest.raises(ValueError, match=match):
+        Simulation(Problem(d=8, kappa=1, kappa_star=1, alpha=1), optim=optim, optim_params=params)

@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import quadflow
 from quadflow.checkpoint import load_checkpoint, save_checkpoint
-from quadflow.config import check_config
+from quadflow.config import check_config, optim_params
 from quadflow.config import RunConfig
 from quadflow.data import Seeds
 from quadflow.distributed import init_from_env, world
@@ -79,7 +79,8 @@ def build_simulation(cfg, problem: Problem) -> Simulation:
     seeds = Seeds.from_master(cfg.seed, teacher=data.teacher_seed, inputs=data.inputs_seed,
                               noise=data.noise_seed, init=data.init_seed)
     return Simulation(problem, h=cfg.optim.h, seeds=seeds, device=cfg.device, precision=cfg.precision,
-                      design=data.design, storage=data.storage, optim=cfg.optim.name, route=data.route,
+                      design=data.design, storage=data.storage, optim=cfg.optim.name,
+                      optim_params=optim_params(cfg), route=data.route,
                       chunk_rows=data.chunk_rows, noisy_test=data.noisy_test, rank_tol=cfg.record.rank_tol)
 
 

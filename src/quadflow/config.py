@@ -24,9 +24,12 @@ class ProblemConfig:
 
 @dataclass
 class OptimConfig:
-    name: str = "gd"        # gd | rk4
-    h: float = 0.05         # step, in the paper's time (t = step * h)
+    name: str = "gd"        # gd | rk4 | momentum | adam (the last two: non-gradient-flow baselines)
+    h: float = 0.05         # step, in the paper's time (t = step * h); the learning rate for adam
     steps: int = 600
+    beta: float = 0.9       # momentum
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])  # adam
+    eps: float = 1e-8       # adam
 
 
 @dataclass
@@ -113,6 +116,11 @@ class RunConfig:
     progress: bool = True       # progress bars (shown on terminals only)
     experiment: Optional[Any] = None
     figure: Optional[str] = None  # figure maker run at the end (quadflow.figures), set by experiment presets
+
+
+def optim_params(cfg) -> dict:
+    """Settings of the stateful baselines (``beta``; ``betas``, ``eps``) from ``cfg.optim``."""
+    return {"beta": cfg.optim.beta, "betas": tuple(cfg.optim.betas), "eps": cfg.optim.eps}
 
 
 def _require(ok: bool, key: str, value, allowed: str) -> None:

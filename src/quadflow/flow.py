@@ -1,9 +1,10 @@
 """Integrators of ``dW/dt = 2 (W Gamma(W) - lam W)`` (theory.md section 2).
 
 ``gd`` is the small-step optimiser (explicit Euler, ``W <- W + 2h (W Gamma - lam W)``);
-``rk4`` integrates the gradient flow with larger steps. Each integrator takes
-the field's value at the current W (evaluated once by the caller, which also
-records the losses there) and returns the next W.
+``rk4`` integrates the gradient flow with larger steps; ``momentum`` and ``adam``
+are non-gradient-flow baselines. Each integrator takes the field's value at the
+current W (evaluated once by the caller, which also records the losses there)
+and returns the next W.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import torch
 
 from quadflow.model import Field, mse, student_matrix
 
-OPTIMIZERS = ("gd", "rk4")
+OPTIMIZERS = ("gd", "rk4", "momentum", "adam")
 
 
 def velocity(w: torch.Tensor, drift: torch.Tensor, lam: float) -> torch.Tensor:
@@ -22,28 +23,80 @@ def velocity(w: torch.Tensor, drift: torch.Tensor, lam: float) -> torch.Tensor:
     return 2.0 * (drift - lam * w)
 
 
-def gd_step(w: torch.Tensor, v0: torch.Tensor, field: Field, h: float, lam: float) -> torch.Tensor:
-    """Euler step ``W + h v0``."""
-    return w + h * v0
+class Integrator:
+    """One step ``W -> W'`` given ``v0 = dW/dt`` at W; ``state`` holds what a checkpoint must keep."""
+
+    def __init__(self) -> None:
+        self.state: dict = {}
+
+    def __call__(self, w: torch.Tensor, v0: torch.Tensor, field: Field, h: float, lam: float) -> torch.Tensor:
+        raise NotImplementedError
 
 
-def rk4_step(w: torch.Tensor, v0: torch.Tensor, field: Field, h: float, lam: float) -> torch.Tensor:
-    """Classical fourth-order Runge-Kutta step (three further field evaluations)."""
-    def v(x):
-        return velocity(x, field(x)[0], lam)
+class GD(Integrator):
+    """Explicit Euler, ``W + h v0``: the paper's discrete flow."""
 
-    k2 = v(w + 0.5 * h * v0)
-    k3 = v(w + 0.5 * h * k2)
-    k4 = v(w + h * k3)
-    return w + (h / 6.0) * (v0 + 2 * k2 + 2 * k3 + k4)
+    def __call__(self, w, v0, field, h, lam):
+        return w + h * v0
 
 
-def integrator(name: str):
-    """The step function for ``optim.name``."""
-    steps = {"gd": gd_step, "rk4": rk4_step}
-    if name not in steps:
+class RK4(Integrator):
+    """Classical fourth-order Runge-Kutta (three further field evaluations per step)."""
+
+    def __call__(self, w, v0, field, h, lam):
+        def v(x):
+            return velocity(x, field(x)[0], lam)
+
+        k2 = v(w + 0.5 * h * v0)
+        k3 = v(w + 0.5 * h * k2)
+        k4 = v(w + h * k3)
+        return w + (h / 6.0) * (v0 + 2 * k2 + 2 * k3 + k4)
+
+
+class Momentum(Integrator):
+    """Heavy ball, ``B <- beta B + v0``, ``W <- W + h B`` (beta = 0 is GD). Not a gradient flow:
+    a baseline whose time ``t = step h`` is not the paper's time."""
+
+    def __init__(self, beta: float = 0.9) -> None:
+        super().__init__()
+        if not 0 <= beta < 1:
+            raise ValueError(f"optim.beta must be in [0, 1), got {beta}")
+        self.beta = beta
+
+    def __call__(self, w, v0, field, h, lam):
+        buf = self.state.get("buffer")
+        buf = v0.clone() if buf is None else self.beta * buf + v0
+        self.state["buffer"] = buf
+        return w + h * buf
+
+
+class Adam(Integrator):
+    """Adam on the gradient ``-v0`` with learning rate h (bias-corrected moments). A baseline, not a flow."""
+
+    def __init__(self, betas: tuple = (0.9, 0.999), eps: float = 1e-8) -> None:
+        super().__init__()
+        if not all(0 <= b < 1 for b in betas) or len(betas) != 2:
+            raise ValueError(f"optim.betas must be two numbers in [0, 1), got {betas}")
+        if eps <= 0:
+            raise ValueError(f"optim.eps must be > 0, got {eps}")
+        self.betas, self.eps = tuple(betas), eps
+
+    def __call__(self, w, v0, field, h, lam):
+        b1, b2 = self.betas
+        k = self.state.get("count", 0) + 1
+        m = self.state.get("m", torch.zeros_like(w)) * b1 + (1 - b1) * v0
+        v = self.state.get("v", torch.zeros_like(w)) * b2 + (1 - b2) * v0 * v0
+        self.state.update(count=k, m=m, v=v)
+        return w + h * (m / (1 - b1 ** k)) / ((v / (1 - b2 ** k)).sqrt() + self.eps)
+
+
+def integrator(name: str, **params) -> Integrator:
+    """The integrator for ``optim.name`` (``params``: ``beta`` for momentum, ``betas, eps`` for adam)."""
+    kinds = {"gd": GD, "rk4": RK4, "momentum": Momentum, "adam": Adam}
+    if name not in kinds:
         raise ValueError(f"optim.name must be one of {OPTIMIZERS}, got {name!r}")
-    return steps[name]
+    accepted = {"momentum": ("beta",), "adam": ("betas", "eps")}.get(name, ())
+    return kinds[name](**{k: v for k, v in params.items() if k in accepted})
 
 
 class DivergenceError(RuntimeError):
@@ -84,18 +137,19 @@ class Flow:
         s_star: teacher matrix (d, d) in the compute dtype, for the exact mse.
         w0: initial weights (m, d).
         h: step size (time ``t = step * h``).
-        lam: l2 strength; optim: ``gd`` or ``rk4``.
+        lam: l2 strength; optim: ``gd|rk4|momentum|adam``, optim_params: their settings.
         Delta: label-noise variance, added to ``test_error`` when ``noisy_test``.
         rank_tol: eigenvalues of S above it count towards ``rank_fraction``.
         divergence_factor: stop when train_loss exceeds this times its initial value.
     """
 
     def __init__(self, field: Field, s_star: torch.Tensor, w0: torch.Tensor, *, h: float, lam: float,
-                 optim: str = "gd", Delta: float = 0.0, noisy_test: bool = False, rank_tol: float = 1e-3,
+                 optim: str = "gd", optim_params: dict | None = None, Delta: float = 0.0,
+                 noisy_test: bool = False, rank_tol: float = 1e-3,
                  divergence_factor: float = 1e6):
         self.field, self.s_star, self.w = field, s_star, w0
         self.h, self.lam, self.Delta, self.noisy_test = h, lam, Delta, noisy_test
-        self.step_fn = integrator(optim)
+        self.step_fn = integrator(optim, **(optim_params or {}))
         self.rank_tol, self.divergence_factor = rank_tol, divergence_factor
         self.step = 0
         self.initial_loss: float | None = None

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from quadflow.data import BLOCK, DESIGNS, STORAGES, Dataset, Seeds, initial_weights, teacher_matrix
 from quadflow.distributed import world
@@ -33,13 +34,15 @@ class Simulation:
         seed: master seed; ``seeds`` (a :class:`Seeds`) overrides it stream by stream.
         device: ``auto|cpu|cuda``; precision: ``fp64|fp32|tf32|bf16``.
         design: ``gaussian|goe``; storage: ``materialized|regenerate``.
-        optim: ``gd|rk4``; route: ``auto|S|W``; chunk_rows: rows per chunk (None: automatic).
+        optim: ``gd|rk4|momentum|adam`` with ``optim_params`` (beta; betas, eps).
+        route: ``auto|S|W``; chunk_rows: rows per chunk (None: automatic).
         noisy_test: add Delta to ``test_error``; rank_tol: eigenvalue threshold of ``rank_fraction``.
     """
 
     def __init__(self, p: Problem, *, h: float = 0.05, seed: int = 0, seeds: Seeds | None = None,
                  device: str = "cpu", precision: str = "fp32", design: str = "gaussian",
-                 storage: str = "materialized", optim: str = "gd", route: str = "auto",
+                 storage: str = "materialized", optim: str = "gd", optim_params: dict | None = None,
+                 route: str = "auto",
                  chunk_rows: int | None = None, noisy_test: bool = False, rank_tol: float = 1e-3,
                  check_memory: bool = True):
         check_domain(h=h)
@@ -49,7 +52,7 @@ class Simulation:
             raise ValueError(f"data.storage must be one of {STORAGES}, got {storage!r}")
         if chunk_rows is not None and chunk_rows < 1:
             raise ValueError(f"data.chunk_rows must be >= 1, got {chunk_rows}")
-        integrator(optim)
+        integrator(optim, **(optim_params or {}))
         choose_route(route, design, p.m, p.d)
         self.p, self.h = p, h
         self.device = resolve_device(device)
@@ -68,7 +71,8 @@ class Simulation:
         field = EmpiricalField(self.data, route=route, chunk_rows=chunk_rows)
         self.route = field.route
         self.flow = Flow(field, self.s_star, initial_weights(p, self.seeds.init).to(self.device, ct),
-                         h=h, lam=p.lam, optim=optim, Delta=p.Delta, noisy_test=noisy_test, rank_tol=rank_tol)
+                         h=h, lam=p.lam, optim=optim, optim_params=optim_params, Delta=p.Delta,
+                         noisy_test=noisy_test, rank_tol=rank_tol)
 
     @property
     def step(self) -> int:
@@ -85,6 +89,8 @@ class Simulation:
         """What a checkpoint needs: data and teacher are regenerated from the seeds."""
         return {"w": self.flow.w.detach().cpu(), "step": self.flow.step, "initial_loss": self.flow.initial_loss, "ascents": self.flow.ascents,
                 "last_objective": self.flow._last_objective,
+                "integrator": {k: (v.detach().cpu() if torch.is_tensor(v) else v)
+                               for k, v in self.flow.step_fn.state.items()},
                 "seeds": self.seeds.__dict__}
 
     def load_state_dict(self, state: dict) -> None:
@@ -95,6 +101,8 @@ class Simulation:
         self.flow.initial_loss = state["initial_loss"]
         self.flow.ascents = state.get("ascents", 0)
         self.flow._last_objective = state.get("last_objective")
+        self.flow.step_fn.state = {k: (v.to(self.device, self.precision.compute) if torch.is_tensor(v) else v)
+                                   for k, v in state.get("integrator", {}).items()}
 
 
 def collect(records: list[dict]) -> dict:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from quadflow.config import optim_params
 from quadflow.problem import Problem
 from quadflow.simulation import METRICS, Simulation
 
@@ -48,7 +49,7 @@ def _population(cfg, problem: Problem, sim: Simulation, schedule, spec_steps) ->
 
     d_eff = cfg.theory.population.d_eff
     res = solve_population(problem, h=cfg.optim.h, steps=cfg.optim.steps, d_eff=d_eff, optim=cfg.optim.name,
-                           record_steps=schedule, seeds=sim.seeds if d_eff is None else None, seed=cfg.seed)
+                           optim_params=optim_params(cfg), record_steps=schedule, seeds=sim.seeds if d_eff is None else None, seed=cfg.seed)
     return TheoryResult("population", curves=_curves(res, ("mse", "test_error", "train_loss", "in_sample_error")),
                         summary={"d_eff": d_eff or problem.d, "instance": "shared" if d_eff is None else "fresh"})
 

@@ -18,8 +18,8 @@ from quadflow.simulation import collect
 
 
 def solve_population(p: Problem, h: float = 0.05, steps: int = 400, d_eff: int | None = None, seed: int = 0,
-                     optim: str = "gd", record_steps=None, spectrum_steps=(), dtype=torch.float64,
-                     device: str = "cpu", seeds: Seeds | None = None) -> dict:
+                     optim: str = "gd", optim_params: dict | None = None, record_steps=None, spectrum_steps=(),
+                     dtype=torch.float64, device: str = "cpu", seeds: Seeds | None = None) -> dict:
     """The population flow's observables on the simulation's time grid.
 
     Args:
@@ -35,7 +35,7 @@ def solve_population(p: Problem, h: float = 0.05, steps: int = 400, d_eff: int |
     seeds = seeds if seeds is not None else Seeds.from_master(seed)
     s_star = teacher_matrix(q, seeds.teacher).to(device, dtype)
     flow = Flow(PopulationField(s_star, q.Delta), s_star, initial_weights(q, seeds.init).to(device, dtype),
-                h=h, lam=q.lam, optim=optim, Delta=q.Delta)
+                h=h, lam=q.lam, optim=optim, optim_params=optim_params, Delta=q.Delta)
     records: list[dict] = []
     flow.run(steps, log_schedule(steps) if record_steps is None else record_steps, spectrum_steps,
              on_record=records.append)
