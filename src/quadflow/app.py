@@ -156,6 +156,7 @@ def run_job(cfg: DictConfig, out_dir: Path, *, wandb_group: str | None = None, j
         schedule = sorted(set(range(0, steps + 1, cfg.record.every)) | {steps})
     else:
         schedule = log_schedule(steps, cfg.record.points)
+    scheduled = set(schedule)
     spec_steps = spectrum_schedule(steps, cfg.record.spectrum_points)
     ckpt_path = out_dir / "checkpoint.pt"
     sim_key = config_hash(cfg, "problem", "optim", "data", "seed", "precision", "record")
@@ -193,7 +194,7 @@ def run_job(cfg: DictConfig, out_dir: Path, *, wandb_group: str | None = None, j
         if "spectrum" in rec:
             spectra[rec["step"]] = rec["spectrum"]
             tracker.log_spectrum("sim/spectrum", rec["t"], rec["spectrum"])
-        if rec["step"] not in schedule:
+        if rec["step"] not in scheduled:
             return
         row = {"t": rec["t"], "step": rec["step"], **{f"sim/{k}": rec[k] for k in METRICS}}
         for name, result in theories.items():

@@ -87,6 +87,16 @@ def quadratic_form(a: torch.Tensor, s: torch.Tensor, design: str) -> torch.Tenso
     return ((xs * a.to(s.dtype)).sum(1) - torch.diagonal(s).sum()) / math.sqrt(d)
 
 
+def check_data_options(design: str, storage: str) -> None:
+    """Raise ``ValueError`` naming ``data.design`` / ``data.storage`` when they are unknown or incompatible."""
+    if design not in DESIGNS:
+        raise ValueError(f"data.design must be one of {DESIGNS}, got {design!r}")
+    if storage not in STORAGES:
+        raise ValueError(f"data.storage must be one of {STORAGES}, got {storage!r}")
+    if design == "goe" and storage == "regenerate":
+        raise ValueError("data.storage=regenerate is implemented for data.design=gaussian only")
+
+
 class Dataset:
     """The training set of one rank: sensing data in blocks, clean labels and noisy labels.
 
@@ -110,12 +120,7 @@ class Dataset:
                  storage: str = "materialized", dtype: torch.dtype = torch.float32,
                  compute_dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu",
                  rank: int = 0, world_size: int = 1):
-        if design not in DESIGNS:
-            raise ValueError(f"data.design must be one of {DESIGNS}, got {design!r}")
-        if storage not in STORAGES:
-            raise ValueError(f"data.storage must be one of {STORAGES}, got {storage!r}")
-        if design == "goe" and storage == "regenerate":
-            raise ValueError("data.storage=regenerate is implemented for data.design=gaussian only")
+        check_data_options(design, storage)
         self.p, self.design, self.storage = p, design, storage
         self.dtype, self.compute_dtype, self.device = dtype, compute_dtype, torch.device(device)
         self.seeds, self.n = seeds, p.n

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import warnings
 
+import numpy as np
 import torch
 
 from quadflow.model import Field, mse, student_matrix
@@ -118,15 +119,8 @@ def log_schedule(steps: int, points: int = 100) -> list[int]:
     """About ``points`` distinct steps in ``[0, steps]``, log-spaced, always with 0, 1 and ``steps``."""
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
-    grid = {0, steps} | {int(round(x)) for x in _geomspace(1, max(steps, 1), points)}
+    grid = {0, steps} | {int(round(x)) for x in np.geomspace(1, max(steps, 1), max(points, 1))}
     return sorted(s for s in grid if 0 <= s <= steps)
-
-
-def _geomspace(lo: float, hi: float, num: int) -> list[float]:
-    if num <= 1 or hi <= lo:
-        return [hi]
-    ratio = (hi / lo) ** (1.0 / (num - 1))
-    return [lo * ratio ** i for i in range(num)]
 
 
 class Flow:

@@ -86,7 +86,7 @@ class EmpiricalField:
         s = None if use_w else student_matrix(w)
         acc = torch.zeros(w.shape if use_w else (d, d), dtype=w.dtype, device=w.device)
         sums = torch.zeros(3, dtype=torch.float64, device=w.device)  # sum r, sum r^2, sum (f - f*)^2
-        w_norm2 = torch.sum(w * w)
+        w_norm2 = torch.sum(w * w) if use_w else None
         for sl, a in data.chunks(self.chunk_rows):
             if use_w:
                 h = (a @ w.to(dt).T).to(w.dtype)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from quadflow.data import BLOCK, DESIGNS, STORAGES, Dataset, Seeds, initial_weights, teacher_matrix
+from quadflow.data import BLOCK, Dataset, Seeds, check_data_options, initial_weights, teacher_matrix
 from quadflow.distributed import world
 from quadflow.flow import Flow, integrator, log_schedule
 from quadflow.memory import check_fits, estimate_bytes
@@ -46,10 +46,7 @@ class Simulation:
                  chunk_rows: int | None = None, noisy_test: bool = False, rank_tol: float = 1e-3,
                  check_memory: bool = True):
         check_domain(h=h)
-        if design not in DESIGNS:
-            raise ValueError(f"data.design must be one of {DESIGNS}, got {design!r}")
-        if storage not in STORAGES:
-            raise ValueError(f"data.storage must be one of {STORAGES}, got {storage!r}")
+        check_data_options(design, storage)
         if chunk_rows is not None and chunk_rows < 1:
             raise ValueError(f"data.chunk_rows must be >= 1, got {chunk_rows}")
         integrator(optim, **(optim_params or {}))

@@ -12,15 +12,10 @@ import numpy as np
 
 from quadflow.figures.data import FigureData
 from quadflow.figures.style import colors, subplots
-from quadflow.theory.thresholds import interpolation_threshold, perfect_recovery_threshold
+from quadflow.theory.thresholds import interpolation_threshold, parameter_count, perfect_recovery_threshold
 
 KAPPA_STARS = (0.1, 0.3, 0.5)
 PLATEAU_TOL = 1e-4  # kappa_c: first kappa whose lam -> 0+ threshold is within this of its kappa -> inf value
-
-
-def parameter_count(kappa: float) -> float:
-    """Degrees of freedom of a rank-``kappa d`` PSD matrix over d^2: ``kappa - kappa^2/2`` (1/2 for kappa >= 1)."""
-    return kappa - kappa**2 / 2 if kappa < 1 else 0.5
 
 
 def collect(jobs, quick: bool, kappa_stars=KAPPA_STARS) -> FigureData:

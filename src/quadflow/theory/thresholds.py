@@ -47,6 +47,11 @@ def _q0(kappa: float, kappa_star: float, xi: float) -> tuple[float, float]:
     return float(val["mse"][0]), float(val["I"][0])
 
 
+def parameter_count(kappa: float) -> float:
+    """Degrees of freedom of a rank-``kappa d`` PSD matrix over d^2: ``kappa - kappa^2/2`` (1/2 for kappa >= 1)."""
+    return kappa - kappa ** 2 / 2 if kappa < 1 else 0.5
+
+
 def interpolation_threshold(kappa: float, kappa_star: float, Delta: float = 0.0) -> float:
     """Sample ratio below which the ``lam = 0`` flow interpolates (train loss -> 0).
 
@@ -114,6 +119,5 @@ def perfect_recovery_threshold(kappa: float, kappa_star: float, unregularized: b
     if kappa < kappa_star:
         return math.inf
     if unregularized:
-        count = kappa - kappa ** 2 / 2 if kappa < 1 else 0.5
-        return min(count, _richardson(lambda xi: _q0(kappa, kappa_star, xi)[0] / (2 * xi)))
+        return min(parameter_count(kappa), _richardson(lambda xi: _q0(kappa, kappa_star, xi)[0] / (2 * xi)))
     return _richardson(lambda xi: _interpolating_alpha(kappa, kappa_star, xi))
