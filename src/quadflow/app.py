@@ -28,13 +28,14 @@ from quadflow.checkpoint import load_checkpoint, save_checkpoint
 from quadflow.config import check_config, optim_params
 from quadflow.config import RunConfig
 from quadflow.data import Seeds
-from quadflow.distributed import init_from_env, world
+from quadflow.runtime.distributed import init_from_env, world
 from quadflow.flow import DivergenceError, log_schedule
 from quadflow.problem import Problem
-from quadflow.runtime import resolve_device
+from quadflow.runtime.device import resolve_device
 from quadflow.simulation import METRICS, Simulation
 from quadflow.theory_runner import THEORIES, TheoryResult, compute_theory
-from quadflow.tracking import JsonlSink, Tracker, WandbSink, atomic_write_text
+from quadflow.io import atomic_write_text
+from quadflow.logging import JsonlSink, Tracker, WandbSink
 
 EXIT_CODES = {"ok": 0, "diverged": 1, "failed": 1, "interrupted": 143}
 

@@ -25,7 +25,7 @@ from typing import Callable
 import torch
 
 from quadflow.data import Dataset, quadratic_form
-from quadflow.distributed import all_reduce_sum
+from quadflow.runtime.distributed import all_reduce_sum
 
 ROUTES = ("auto", "S", "W")
 

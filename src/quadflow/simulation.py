@@ -5,9 +5,9 @@ import numpy as np
 import torch
 
 from quadflow.data import BLOCK, Dataset, Seeds, check_data_options, initial_weights, teacher_matrix
-from quadflow.distributed import world
+from quadflow.runtime.distributed import world
 from quadflow.flow import Flow, integrator, log_schedule
-from quadflow.memory import check_fits, estimate_bytes
+from quadflow.runtime.memory import check_fits, estimate_bytes
 from quadflow.model import EmpiricalField, choose_route
 from quadflow.problem import Problem, check_domain
 from quadflow.runtime import resolve_device, resolve_precision

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from quadflow.tracking import read_jsonl
+from quadflow.io import read_jsonl
 
 
 @dataclass

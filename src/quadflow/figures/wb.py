@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from quadflow.figures.data import FigureData
-from quadflow.tracking import WandbSink
+from quadflow.logging import WandbSink
 
 
 def log_figure(data: FigureData, png: Path, *, out_dir: Path, mode: str = "offline", project: str = "quadflow",

@@ -18,9 +18,9 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from quadflow.memory import InsufficientMemoryError, available_bytes
+from quadflow.runtime.memory import InsufficientMemoryError, available_bytes
 from quadflow.problem import Problem, check_domain
-from quadflow.runtime import resolve_device
+from quadflow.runtime.device import resolve_device
 from quadflow.theory.dmft_kernels import kernel_change, noise_factor, sample_side
 from quadflow.theory.dmft_process import draw, run_pass
 

@@ -9,30 +9,13 @@ kept in memory, so the summary and plots are still written where possible.
 from __future__ import annotations
 
 import json
-import math
 import os
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-
-def _jsonable(value):
-    if isinstance(value, (np.floating, np.integer)):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and an atomic rename."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+from quadflow.io import atomic_write_text, jsonable, read_jsonl
 
 
 class JsonlSink:
@@ -54,7 +37,7 @@ class JsonlSink:
             self.path.unlink()
 
     def log(self, row: dict) -> None:
-        row = {k: _jsonable(v) for k, v in row.items()}
+        row = {k: jsonable(v) for k, v in row.items()}
         self.rows.append(row)
         if self.failed or self.path is None:
             return
@@ -64,18 +47,6 @@ class JsonlSink:
         except OSError as err:
             self.failed = f"could not write {self.path}: {err}"
             warnings.warn(self.failed + "; further rows are kept in memory only", RuntimeWarning)
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    """Rows of a ``metrics.jsonl``; a last line cut short by a crash is skipped."""
-    rows = []
-    with open(path) as fh:
-        for line in fh:
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return rows
 
 
 class WandbSink:

@@ -20,14 +20,14 @@ Labels ``y = <S*, Z> + sqrt(Delta) xi`` with ``S* = W*^T W* / m_star``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
 import torch
 
-from quadflow.distributed import shard_blocks
+from quadflow.data.seeds import Seeds, generator
 from quadflow.problem import Problem
+from quadflow.runtime.distributed import shard_blocks
 
 BLOCK = 4096
 # Random draws are made in float32 whatever the precision, so that fp64, fp32, tf32 and
@@ -35,43 +35,6 @@ BLOCK = 4096
 GENERATION_DTYPE = torch.float32
 DESIGNS = ("gaussian", "goe")
 STORAGES = ("materialized", "regenerate")
-
-
-@dataclass(frozen=True)
-class Seeds:
-    """Seeds of the four random streams. ``Seeds.from_master(s)`` derives them from one integer."""
-
-    teacher: int
-    inputs: int
-    noise: int
-    init: int
-
-    @classmethod
-    def from_master(cls, seed: int, **pinned: int | None) -> "Seeds":
-        """Derive the four seeds from ``seed``; keyword arguments that are not None override one."""
-        derived = np.random.SeedSequence(int(seed)).generate_state(4, dtype=np.uint32)
-        values = dict(zip(("teacher", "inputs", "noise", "init"), (int(v) for v in derived)))
-        values.update({k: int(v) for k, v in pinned.items() if v is not None})
-        return cls(**values)
-
-
-def generator(seed: int, counter: int, device: torch.device) -> torch.Generator:
-    """A torch generator on ``device`` seeded from ``(seed, counter)`` (counter-based streams)."""
-    state = np.random.SeedSequence([int(seed), int(counter)]).generate_state(2, dtype=np.uint32)
-    g = torch.Generator(device=device)
-    g.manual_seed(int(state[0]) << 31 ^ int(state[1]))
-    return g
-
-
-def teacher_matrix(p: Problem, seed: int) -> torch.Tensor:
-    """``S* = W*^T W* / m_star`` in float64 on CPU, ``W*`` i.i.d. N(0, 1) of shape (m_star, d)."""
-    w_star = torch.randn(p.m_star, p.d, generator=generator(seed, 0, torch.device("cpu")), dtype=torch.float64)
-    return w_star.T @ w_star / p.m_star
-
-
-def initial_weights(p: Problem, seed: int) -> torch.Tensor:
-    """``W0`` i.i.d. N(0, sigma0^2), shape (m, d), float64 on CPU."""
-    return p.sigma0 * torch.randn(p.m, p.d, generator=generator(seed, 0, torch.device("cpu")), dtype=torch.float64)
 
 
 def quadratic_form(a: torch.Tensor, s: torch.Tensor, design: str) -> torch.Tensor:

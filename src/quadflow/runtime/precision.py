@@ -1,4 +1,4 @@
-"""Device and precision resolution.
+"""Precision resolution.
 
 Precision modes (storage dtype of the dataset / compute dtype of W and S):
 
@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import torch
 
-DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp64", "fp32", "tf32", "bf16")
 
 
@@ -50,17 +49,3 @@ def resolve_precision(name: str) -> Precision:
     if name not in table:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {name!r}")
     return table[name]
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> ``cuda`` when available else ``cpu``; ``cuda`` without a GPU is an error.
-
-    ``cuda:N`` selects a specific GPU.
-    """
-    if not isinstance(name, str) or name.split(":")[0] not in DEVICES:
-        raise ValueError(f"device must be one of {DEVICES} (or cuda:N), got {name!r}")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("device=cuda was requested but torch finds no CUDA device; use device=cpu or device=auto")
-    return torch.device(name)

@@ -1,0 +1,6 @@
+"""Training data: counter-based seeds, the Gaussian and GOE designs, materialised or regenerated, sharded."""
+from quadflow.data.dataset import (BLOCK, DESIGNS, STORAGES, Dataset, check_data_options, quadratic_form)
+from quadflow.data.seeds import Seeds, gaussian_weights, generator, initial_weights, teacher_matrix
+
+__all__ = ["BLOCK", "DESIGNS", "STORAGES", "Dataset", "Seeds", "check_data_options", "gaussian_weights",
+           "generator", "initial_weights", "quadratic_form", "teacher_matrix"]
