@@ -139,7 +139,7 @@ def jsonable(obj):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from quadflow.runtime import resolve_device
+    from quadflow.runtime.device import resolve_device
 
     device = resolve_device(args.device).type
     report = {"command": " ".join([Path(sys.argv[0]).name, *(sys.argv[1:] if argv is None else argv)]),

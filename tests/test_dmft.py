@@ -139,7 +139,7 @@ def test_cuda_solve_agrees_with_cpu():
 
 
 def test_too_large_solve_is_refused_before_allocating():
-    from quadflow.memory import InsufficientMemoryError
+    from quadflow.runtime.memory import InsufficientMemoryError
     from quadflow.theory.dmft import memory_bytes
 
     # 10^4 steps at d_eff = 2048 would need ~10 TB: (T+1) samples d_eff^2 (channels + 4) x 8 bytes

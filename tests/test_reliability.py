@@ -12,7 +12,8 @@ from omegaconf import OmegaConf
 
 from quadflow.app import ConfigError, run_job
 from quadflow.config import RunConfig
-from quadflow.tracking import JsonlSink, read_jsonl
+from quadflow.io import read_jsonl
+from quadflow.logging import JsonlSink
 
 
 def make_cfg(**overrides):

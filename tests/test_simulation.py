@@ -6,7 +6,7 @@ import torch
 from quadflow import Problem, simulate
 from quadflow.data import Seeds
 from quadflow.flow import log_schedule
-from quadflow.memory import InsufficientMemoryError
+from quadflow.runtime.memory import InsufficientMemoryError
 from quadflow.simulation import Simulation
 from quadflow.theory.population import solve_population
 
@@ -121,7 +121,7 @@ def test_invalid_run_settings_fail_before_allocation(kwargs, match, monkeypatch)
 
 
 def test_too_large_dataset_names_bytes_and_options(monkeypatch):
-    import quadflow.memory as memory
+    import quadflow.runtime.memory as memory
 
     monkeypatch.setattr(memory, "available_bytes", lambda device: 2**30)
     with pytest.raises(InsufficientMemoryError, match=r"needs about .* GiB.*data.storage=regenerate"):
