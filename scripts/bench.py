@@ -3,12 +3,14 @@
     python scripts/bench.py                           # every suite, full sizes, CPU
     python scripts/bench.py --suite sim --quick       # smoke run (seconds)
     python scripts/bench.py --device auto --out bench.json
+    python scripts/bench.py --suite sim --sizes 256,512 --precisions fp32,fp64
 
 Each suite is a module ``scripts/benchmarks/<name>.py`` exposing
 ``run(quick=False, device="cpu") -> dict``; it is imported only when asked
 for, called with the keyword arguments its ``run`` accepts, and skipped with
 a note when its module does not exist. A suite that raises is recorded with
-its error and the others still run (exit status 1). Progress goes to stderr;
+its error and the others still run (exit status 1). ``--sizes`` and
+``--precisions`` reach the suites whose ``run`` takes them. Progress goes to stderr;
 stdout carries only the JSON.
 """
 from __future__ import annotations
@@ -40,13 +42,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help=f"comma-separated suites among {', '.join(SUITES)} (default: all that exist)")
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of seconds")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
+    parser.add_argument("--sizes", type=_int_list, help="comma-separated sizes d, replacing the suite's own "
+                        "(suites whose run takes sizes: sim)")
+    parser.add_argument("--precisions", type=_name_list, help="comma-separated precision modes among fp64, fp32, "
+                        "tf32, bf16, replacing the suite's own (suites whose run takes precisions: sim)")
     parser.add_argument("--out", type=Path, help="also write the JSON to this file")
     args = parser.parse_args(argv)
-    args.suite = [s.strip() for s in args.suite.split(",") if s.strip()]
+    args.suite = _name_list(args.suite)
     unknown = sorted(set(args.suite) - set(SUITES))
     if unknown:
         parser.error(f"unknown suite(s) {', '.join(unknown)}; choose among {', '.join(SUITES)}")
     return args
+
+
+def _name_list(text: str) -> list[str]:
+    return [s.strip() for s in text.split(",") if s.strip()]
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(s) for s in _name_list(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
 def load_suite(name: str):
@@ -70,15 +87,18 @@ def call_suite(run, **options):
     return run(**{k: v for k, v in options.items() if k in params})
 
 
-def run_suite(name: str, quick: bool, device: str) -> dict:
-    """One suite's result with its wall time; ``skipped`` or ``error`` entries instead when it cannot run."""
+def run_suite(name: str, quick: bool, device: str, **options) -> dict:
+    """One suite's result with its wall time; ``skipped`` or ``error`` entries instead when it cannot run.
+
+    ``options`` set to None are not passed (the suite keeps its default)."""
     t0 = time.perf_counter()
     try:
         run = load_suite(name)
         if run is None:
             return {"skipped": f"scripts/benchmarks/{name}.py does not exist (yet)"}
         with contextlib.redirect_stdout(sys.stderr):
-            result = call_suite(run, quick=quick, device=device)
+            given = {k: v for k, v in options.items() if v is not None}
+            result = call_suite(run, quick=quick, device=device, **given)
     except Exception as err:  # noqa: BLE001 - recorded, the other suites still run
         traceback.print_exc(file=sys.stderr)
         return {"error": f"{type(err).__name__}: {err}", "wall_seconds": time.perf_counter() - t0}
@@ -147,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
               "quick": args.quick, "machine": machine_info(device), "suites": {}}
     for name in args.suite:
         print(f"[bench] suite {name} ...", file=sys.stderr, flush=True)
-        report["suites"][name] = run_suite(name, args.quick, device)
+        report["suites"][name] = run_suite(name, args.quick, device, sizes=args.sizes, precisions=args.precisions)
     report["machine"]["loadavg_end"] = load_average()
     text = json.dumps(jsonable(report), indent=2, allow_nan=False)
     if args.out is not None:

@@ -12,14 +12,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from quadflow.figures import FIGURES, FigureData, draw, make_figure
+from quadflow.viz.figures import FIGURES, FigureData, draw, make_figure
 
 
 def _wandb_settings(args) -> dict | None:
     """W&B settings: the command line, else the jobs' own tracking.wandb config, else offline."""
     settings = {"mode": "offline", "project": "quadflow", "entity": None, "group": args.group or args.name}
     if args.sweep_dir is not None:
-        from quadflow.figures.jobs import load_jobs
+        from quadflow.viz.figures.jobs import load_jobs
 
         jobs = load_jobs(args.sweep_dir)
         if jobs:

@@ -12,7 +12,8 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
-from quadflow.app import EXIT_CODES, one_line_report, register_configs, run_hydra_job
+from quadflow.cli.app import register_configs, run_hydra_job
+from quadflow.cli.job import EXIT_CODES, one_line_report
 
 register_configs()
 

@@ -33,9 +33,9 @@ import numpy as np
 from scipy.integrate import quad
 from scipy.optimize import brentq, root
 
-from quadflow.theory import longtime
 from quadflow.theory.longtime import longtime_curve, solve_longtime
-from quadflow.theory.spectral import support
+from quadflow.theory.static.functionals import functionals_at
+from quadflow.theory.static.spectral import support
 
 GRID = [dict(alpha=a, kappa=k, kappa_star=ks, lam=lam, Delta=D)
         for (k, ks) in ((1.5, 0.5), (0.6, 0.3), (0.3, 0.5), (2.0, 2.0))
@@ -61,7 +61,7 @@ def _pin_one_thread() -> None:
 
 def _cold(fn, *args, **kwargs):
     """Call with an empty table cache; returns (result, CPU seconds of this process)."""
-    longtime._slice.cache_clear()
+    functionals_at.cache_clear()
     t0 = time.process_time()
     out = fn(*args, **kwargs)
     return out, time.process_time() - t0
@@ -123,9 +123,9 @@ def _baseline(points, solves: bool) -> dict:
         t0 = time.process_time()
         mse_b, I_b = base.functionals(ref.q, ref.xi)
         t_eval_base = time.process_time() - t0
-        longtime._slice.cache_clear()
+        functionals_at.cache_clear()
         t0 = time.process_time()
-        val = longtime._slice(p["kappa_star"], ref.xi).values(ref.q, p["kappa"])
+        val = functionals_at(p["kappa_star"], ref.xi).values(ref.q, p["kappa"])
         t_eval_fast = time.process_time() - t0
         row = dict(point=p, eval_s_baseline=t_eval_base, eval_s_quadflow=t_eval_fast,
                    eval_speedup=t_eval_base / t_eval_fast,

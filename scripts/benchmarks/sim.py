@@ -1,25 +1,40 @@
-"""GD-step benchmark: quadflow's gradient field against a naive autograd implementation.
+"""GD-step benchmark: quadflow's ``loss.backward(); optimizer.step()`` against 9a5c334 and autograd.
 
 For each size ``d`` (alpha = 1, so ``n = d^2``), student width ratio kappa and
-precision mode, one :class:`quadflow.Simulation` is built and then timed:
+precision mode, one :class:`quadflow.Simulation` is built and then timed, every
+step from the same W0 on the same data (``sim.data``):
 
-- quadflow's step (field over all chunks + Euler update) on the S-route and
-  the W-route; the automatic choice is reported next to them;
-- the naive baseline: an ``nn.Module`` holding W, the loss of theory.md
+- **quadflow's step** as users run it (the body of :class:`quadflow.train.Trainer`):
+  ``optimizer.zero_grad(); loss, _ = objective(student); loss.backward();
+  optimizer.step()`` with an :class:`quadflow.models.EmpiricalObjective` per
+  route (S and W; the chunk rows of ``sim.objective``) and a fresh optimiser
+  configured as ``sim.optimizer`` (``torch.optim.SGD(lr=h)`` for ``gd``); the
+  automatic route is reported next to them;
+- **the 9a5c334 step**: the implementation this one replaced, its
+  ``EmpiricalField(sim.data, route=...)`` plus the Euler update
+  ``w + h * velocity(w, drift, lam)``, loaded by :mod:`benchmarks.baseline` and
+  timed *interleaved* with the current step (one step of each in turn), so
+  their ratio is measured under the same load; skipped with the reason when
+  the commit cannot be loaded;
+- **a user's module by chunked autograd**: :class:`RewrittenQuadratic`, a
+  :class:`quadflow.QuadraticNetwork` whose ``forward`` is written again (the
+  same function), so the objective differentiates it by autograd chunk by chunk;
+- **the naive baseline**: an ``nn.Module`` holding W, the loss of theory.md
   section 2 written directly, ``loss.backward()`` and ``torch.optim.SGD`` with
   the learning rate that makes one SGD step equal to quadflow's GD step.
 
-Both start from the same W0 on the same data, and the W after their first
-step is compared (``agreement``): a speed ratio between different computations
-would be worthless. Achieved TFLOP/s are reported against the fp32 GEMM peak
-(a plain large ``torch.mm``) measured in the same run.
+The W after each one's first step is compared (``agreement`` against the
+naive step, ``agreement_9a5c334`` against the old step): a speed ratio between
+different computations would be worthless. Achieved TFLOP/s are reported
+against the fp32 GEMM peak (a plain large ``torch.mm``) measured in the same run.
 
 Flop counts per step (leading terms): S-route ``4 n d^2 + 4 m d^2``
-(``X S`` row dots, ``X^T diag(r) X``, ``W^T W``, ``W Gamma``); W-route and
-naive ``4 n d m`` (``X W^T`` and its transpose product).
+(``X S`` row dots, ``X^T diag(r) X``, ``W^T W``, ``W Gamma``); W-route, the
+autograd module and naive ``4 n d m`` (``X W^T`` and its transpose product).
 """
 from __future__ import annotations
 
+import copy
 import gc
 import math
 import os
@@ -29,21 +44,25 @@ import time
 import torch
 from torch import nn
 
-from quadflow import Problem, Simulation
-from quadflow.flow import velocity
-from quadflow.model import EmpiricalField
+from quadflow import Problem, QuadraticNetwork, Simulation
+from quadflow.models import EmpiricalObjective
 from quadflow.runtime import resolve_device, resolve_precision
+
+from . import baseline as baseline_loader
 
 SIZES = {False: (256, 512, 1024), True: (32, 64)}
 GEMM_SIZE = {("cpu", False): 4096, ("cpu", True): 1024, ("cuda", False): 8192, ("cuda", True): 2048}
 KAPPAS = (0.5, 2.0)
 ALPHA, KAPPA_STAR, LAM, H, SEED = 1.0, 0.5, 0.01, 0.05, 0
 ROUTES = ("S", "W")
+BASELINE = baseline_loader.COMMIT
 # Timing: after one warm-up step, repeat for about TARGET_SECONDS (at least
-# MIN_REPEATS, at most MAX_REPEATS). A CPU step expected to last more than
+# MIN_REPEATS, at most MAX_REPEATS; at least MIN_COMPARED_REPEATS for the
+# current step against 9a5c334). A CPU step expected to last more than
 # LONG_STEP_SECONDS at the GEMM peak is timed once, without warm-up (d = 1024).
 TARGET_SECONDS = {("cpu", False): 3.0, ("cpu", True): 0.2, ("cuda", False): 1.0, ("cuda", True): 0.2}
 MIN_REPEATS = {"cpu": 1, "cuda": 5}
+MIN_COMPARED_REPEATS = {"cpu": 3, "cuda": 5}
 MAX_REPEATS = 10
 LONG_STEP_SECONDS = 10.0
 # bf16 on a CPU is timed up to this d only (keeps the default CPU run near 10 minutes).
@@ -57,7 +76,7 @@ NOTES = {"cpu": ["tf32 is not timed on CPU: it only changes CUDA matmuls, so it 
          "cuda": []}
 
 
-def precisions(device: str, d: int | None = None) -> tuple[str, ...]:
+def default_precisions(device: str, d: int | None = None) -> tuple[str, ...]:
     """Precision modes to time at size ``d`` (all sizes when None); see ``NOTES``."""
     if device == "cuda":
         return ("fp32", "tf32", "bf16")
@@ -65,14 +84,14 @@ def precisions(device: str, d: int | None = None) -> tuple[str, ...]:
 
 
 def quadflow_flops(p: Problem, route: str) -> int:
-    """Flops of one quadflow GD step on ``route`` (leading terms, see module docstring)."""
+    """Flops of one quadflow (or 9a5c334) GD step on ``route`` (leading terms, see module docstring)."""
     if route == "S":
         return 4 * p.n * p.d ** 2 + 4 * p.m * p.d ** 2
     return 4 * p.n * p.d * p.m
 
 
 def naive_flops(p: Problem) -> int:
-    """Flops of one naive step: forward ``X W^T`` and backward ``G^T X`` (no gradient wrt X)."""
+    """Flops of one autograd step (naive or module): forward ``X W^T``, backward ``G^T X`` (no gradient wrt X)."""
     return 4 * p.n * p.d * p.m
 
 
@@ -107,21 +126,67 @@ def time_calls(fn, device: torch.device, repeats: int) -> list[float]:
     return times
 
 
-class QuadflowStepper:
-    """One call = one quadflow GD step (what ``Flow.run`` does per step, minus the observation).
+def quadratic_output(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``f(x) = (|W x|^2 - |W|_F^2) / (m sqrt d)`` written directly (autograd differentiates it)."""
+    m, d = w.shape
+    return (((x @ w.T) ** 2).sum(1) - (w ** 2).sum()) / (m * math.sqrt(d))
 
-    ``Flow.run`` also evaluates the field once more at its final step (to record
-    there), so timing ``sim.run`` increments would count an extra field per call.
-    """
 
-    def __init__(self, sim: Simulation, field: EmpiricalField, w0: torch.Tensor):
-        self.flow, self.field, self.w = sim.flow, field, w0.clone()
+class ObjectiveStepper:
+    """One call = one training step as users run it (the body of ``Trainer``): zero the gradients,
+    evaluate the objective, ``loss.backward()``, ``optimizer.step()``."""
+
+    def __init__(self, model: nn.Module, objective: EmpiricalObjective, optimizer: torch.optim.Optimizer):
+        self.model, self.objective, self.optimizer = model, objective, optimizer
+
+    def __call__(self) -> torch.Tensor:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss, _ = self.objective(self.model)
+        loss.backward()
+        self.optimizer.step()
+        return self.model.W.detach()
+
+
+def objective_stepper(sim: Simulation, model: nn.Module, route: str) -> ObjectiveStepper:
+    """``model``'s step with a fresh objective on ``sim.data`` (``route``, ``sim``'s chunk rows) and
+    a fresh optimiser configured as ``sim.optimizer``."""
+    objective = EmpiricalObjective(sim.data, lam=sim.p.lam, m=sim.p.m, route=route,
+                                   chunk_rows=sim.objective.chunk_rows)
+    optimizer = type(sim.optimizer)(model.parameters(), **sim.optimizer.defaults)
+    return ObjectiveStepper(model, objective, optimizer)
+
+
+class BaselineStepper:
+    """One call = one GD step of commit 9a5c334: its ``EmpiricalField`` over all chunks, then
+    ``w + h * velocity(w, drift, lam)`` (its ``GD`` integrator, as ``Flow.run`` did per step)."""
+
+    def __init__(self, baseline: baseline_loader.Baseline, sim: Simulation, route: str, w0: torch.Tensor):
+        self.field = baseline.EmpiricalField(sim.data, route=route, chunk_rows=sim.objective.chunk_rows)
+        self.velocity, self.h, self.lam, self.w = baseline.velocity, sim.h, sim.p.lam, w0.clone()
 
     def __call__(self) -> torch.Tensor:
         drift, _ = self.field(self.w)
-        self.w = self.flow.step_fn(self.w, velocity(self.w, drift, self.flow.lam), self.field,
-                                   self.flow.h, self.flow.lam)
+        self.w = self.w + self.h * self.velocity(self.w, drift, self.lam)
         return self.w
+
+
+class RewrittenQuadratic(QuadraticNetwork):
+    """A user's module: :class:`QuadraticNetwork` with ``forward`` written again (the same function).
+
+    ``has_analytic_gradient()`` is then False, and the objective differentiates it by chunked autograd.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return quadratic_output(x.to(self.W.dtype), self.W)
+
+
+def rewritten_module(w0: torch.Tensor) -> RewrittenQuadratic:
+    """A :class:`RewrittenQuadratic` holding a copy of ``w0``."""
+    module = RewrittenQuadratic(d=w0.shape[1], m=w0.shape[0], seed=0, dtype=w0.dtype, device=w0.device)
+    with torch.no_grad():
+        module.W.copy_(w0)
+    assert not module.has_analytic_gradient()
+    return module
 
 
 class NaiveQuadratic(nn.Module):
@@ -132,8 +197,7 @@ class NaiveQuadratic(nn.Module):
         self.weight = nn.Parameter(w0.clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        m, d = self.weight.shape
-        return (((x @ self.weight.T) ** 2).sum(1) - (self.weight ** 2).sum()) / (m * math.sqrt(d))
+        return quadratic_output(x, self.weight)
 
 
 def naive_lr(p: Problem, h: float) -> float:
@@ -255,32 +319,48 @@ def rates(seconds: list[float], flops: int, peaks: dict, precision: str) -> dict
             "fraction_of_local_fp32_peak": tflops / peaks["fp32_local"]["tflops"]}
 
 
-def measure(stepper, flops: int, peaks: dict, precision: str, device: torch.device, quick: bool):
-    """Time steps of ``stepper``; return ``(figures, W after its first step)``.
+def measure(steppers: dict, flops: dict, peaks: dict, precision: str, device: torch.device, quick: bool,
+            min_repeats: dict = MIN_REPEATS) -> tuple[dict, dict]:
+    """Time steps of each of ``steppers``, interleaved; return ``({key: figures}, {key: W after its first step})``.
 
-    One warm-up step sets the number of timed ones (see ``TARGET_SECONDS``). On a
-    CPU, ``cpu_utilisation`` (process CPU time / wall time / threads) well below 1
+    Each stepper takes one warm-up step; their mean time sets the number of timed
+    rounds (see ``TARGET_SECONDS``), and each round steps every stepper once in
+    turn, so that steppers compared with each other see the same load. On a CPU,
+    ``cpu_utilisation`` (process CPU time / wall time / threads) well below 1
     means that other processes shared the cores during the timing.
     """
-    first = []
+    first: dict = {}
 
-    def step():
-        w = stepper()
-        if not first:
-            first.append(w.detach().clone())
+    def step(key):
+        w = steppers[key]()
+        if key not in first:
+            first[key] = w.detach().clone()
 
-    if device.type == "cpu" and flops / (peaks[precision]["tflops"] * 1e12) > LONG_STEP_SECONDS:
+    def timed(key) -> tuple[float, float]:
+        cpu0 = time.process_time()
+        wall = time_calls(lambda: step(key), device, 1)[0]
+        return wall, time.process_time() - cpu0
+
+    longest = max(flops.values()) / (peaks[precision]["tflops"] * 1e12)
+    if device.type == "cpu" and longest > LONG_STEP_SECONDS:
         warmup, repeats = 0, 1
     else:
-        warmup, warm_seconds = 1, time_calls(step, device, 1)[0]
-        repeats = int(TARGET_SECONDS[(device.type, quick)] / warm_seconds)
-        repeats = max(MIN_REPEATS[device.type], min(MAX_REPEATS, repeats))
-    cpu0 = time.process_time()
-    seconds = time_calls(step, device, repeats)
-    figures = {**rates(seconds, flops, peaks, precision), "warmup_steps": warmup}
-    if device.type == "cpu":
-        figures["cpu_utilisation"] = (time.process_time() - cpu0) / sum(seconds) / torch.get_num_threads()
-    return figures, first[0]
+        warm = [timed(key)[0] for key in steppers]
+        warmup, repeats = 1, int(TARGET_SECONDS[(device.type, quick)] * len(warm) / sum(warm))
+        repeats = max(min_repeats[device.type], min(MAX_REPEATS, repeats))
+    wall = {key: [] for key in steppers}
+    cpu = dict.fromkeys(steppers, 0.0)
+    for _ in range(repeats):
+        for key in steppers:
+            seconds, cpu_seconds = timed(key)
+            wall[key].append(seconds)
+            cpu[key] += cpu_seconds
+    figures = {}
+    for key in steppers:
+        figures[key] = {**rates(wall[key], flops[key], peaks, precision), "warmup_steps": warmup}
+        if device.type == "cpu":
+            figures[key]["cpu_utilisation"] = cpu[key] / sum(wall[key]) / torch.get_num_threads()
+    return figures, first
 
 
 def agreement(w0: torch.Tensor, w_a: torch.Tensor, w_b: torch.Tensor) -> dict:
@@ -300,57 +380,99 @@ def build(p: Problem, precision: str, device: torch.device, mem: PeakMemory) -> 
     return sim, time.perf_counter() - t0, mem.stop()
 
 
-def time_routes(sim: Simulation, peaks: dict, device: torch.device, quick: bool) -> tuple[dict, dict]:
-    """Figures of quadflow's step on each route, and W after each route's first step."""
-    figures, first = {}, {}
+def time_steps(sim: Simulation, w0: torch.Tensor, baseline, peaks: dict, device: torch.device,
+               quick: bool) -> tuple[dict, dict]:
+    """quadflow's step on each route, interleaved with the 9a5c334 step on the same route when
+    ``baseline`` is loaded; figures and W after the first step, keyed ``(implementation, route)``."""
+    steppers, flops = {}, {}
     for route in ROUTES:
-        field = EmpiricalField(sim.data, route=route, chunk_rows=sim.flow.field.chunk_rows)
-        figures[route], first[route] = measure(QuadflowStepper(sim, field, sim.flow.w), quadflow_flops(sim.p, route),
-                                               peaks, sim.precision.name, device, quick)
-    figures["auto"] = {"route": sim.route, **figures[sim.route]}
-    return figures, first
+        steppers["quadflow", route] = objective_stepper(sim, copy.deepcopy(sim.student), route)
+        if baseline is not None:
+            steppers[BASELINE, route] = BaselineStepper(baseline, sim, route, w0)
+        flops["quadflow", route] = flops[BASELINE, route] = quadflow_flops(sim.p, route)
+    return measure(steppers, {key: flops[key] for key in steppers}, peaks, sim.precision.name, device, quick,
+                   MIN_COMPARED_REPEATS)
 
 
-def time_naive(sim: Simulation, peaks: dict, device: torch.device, quick: bool) -> tuple[dict, torch.Tensor]:
-    """Figures of the naive step on the simulation's data from its W0, and W after its first step."""
+def time_autograd_module(sim: Simulation, w0: torch.Tensor, peaks: dict, device: torch.device,
+                         quick: bool) -> tuple[dict, torch.Tensor]:
+    """Figures of :class:`RewrittenQuadratic`'s step (chunked autograd) from W0, and W after its first step."""
+    stepper = objective_stepper(sim, rewritten_module(w0), sim.route)
+    figures, first = measure({"module": stepper}, {"module": naive_flops(sim.p)}, peaks, sim.precision.name,
+                             device, quick)
+    return figures["module"], first["module"]
+
+
+def time_naive(sim: Simulation, w0: torch.Tensor, peaks: dict, device: torch.device,
+               quick: bool) -> tuple[dict, torch.Tensor]:
+    """Figures of the naive step on the simulation's data from W0, and W after its first step."""
     data, p = sim.data, sim.p
-    naive = NaiveStepper(sim.flow.w, data.inputs, data.y, p, H, sim.precision.name,
+    naive = NaiveStepper(w0, data.inputs, data.y, p, H, sim.precision.name,
                          naive_micro_rows(p, data.inputs.element_size(), naive_budget(device)))
-    figures, first = measure(naive, naive_flops(p), peaks, sim.precision.name, device, quick)
-    return {**figures, "micro_batches": naive.micro_batches}, first
+    figures, first = measure({"naive": naive}, {"naive": naive_flops(p)}, peaks, sim.precision.name, device, quick)
+    return {**figures["naive"], "micro_batches": naive.micro_batches}, first["naive"]
 
 
-def bench_config(p: Problem, precision: str, device: torch.device, peaks: dict, quick: bool) -> dict:
-    """Time quadflow (both routes) and the naive baseline for one problem and precision."""
+def per_route(figures: dict, route: str) -> dict:
+    """``{S, W, auto}`` from ``{S, W}`` (``auto`` is the simulation's route)."""
+    return {**figures, "auto": {"route": route, **figures[route]}}
+
+
+def seconds_ratio(a: dict, b: dict) -> float:
+    """Median seconds per step of ``a`` over those of ``b``."""
+    return a["seconds_per_step"] / b["seconds_per_step"]
+
+
+def bench_config(p: Problem, precision: str, device: torch.device, peaks: dict, quick: bool, baseline,
+                 baseline_skipped: str | None) -> dict:
+    """Time quadflow (both routes, against 9a5c334), the autograd module and the naive step for one
+    problem and precision."""
     mem = PeakMemory(device)
     sim, setup_seconds, init_peak = build(p, precision, device, mem)
     peaks = {**peaks, "fp32_local": gemm_peak(device, "fp32", GEMM_SIZE[(device.type, quick)])}
+    w0 = sim.student.W.detach().clone()
     with sim.precision.matmul_context():
         mem.start()
-        quadflow, first = time_routes(sim, peaks, device, quick)
+        steps, first = time_steps(sim, w0, baseline, peaks, device, quick)
         step_peak = mem.stop()
         mem.start()
-        naive, w_naive = time_naive(sim, peaks, device, quick)
+        module, w_module = time_autograd_module(sim, w0, peaks, device, quick)
+        module_peak = mem.stop()
+        mem.start()
+        naive, w_naive = time_naive(sim, w0, peaks, device, quick)
         naive_peak = mem.stop()
+    quadflow = per_route({r: steps["quadflow", r] for r in ROUTES}, sim.route)
+    res = {"d": p.d, "kappa": p.kappa, "m": p.m, "n": p.n, "precision": precision,
+           "setup_seconds": setup_seconds, "loadavg": os.getloadavg(), "fp32_gemm_peak_local": peaks["fp32_local"],
+           "quadflow": quadflow, "autograd_module": module, "naive": naive,
+           "speedup_vs_naive": {r: seconds_ratio(naive, quadflow[r]) for r in quadflow},
+           "autograd_module_ratio": {r: seconds_ratio(module, quadflow[r]) for r in quadflow},
+           "agreement": {**{r: agreement(w0, first["quadflow", r], w_naive) for r in ROUTES},
+                         "autograd_module": agreement(w0, w_module, w_naive)}}
+    if baseline is None:
+        res[f"baseline_{BASELINE}"] = {"skipped": baseline_skipped}
+    else:
+        old = per_route({r: steps[BASELINE, r] for r in ROUTES}, sim.route)
+        res[f"baseline_{BASELINE}"] = {"commit": baseline.commit, **old}
+        res[f"ratio_to_{BASELINE}"] = {r: seconds_ratio(quadflow[r], old[r]) for r in quadflow}
+        res[f"agreement_{BASELINE}"] = {r: agreement(w0, first["quadflow", r], first[BASELINE, r]) for r in ROUTES}
     dataset_bytes = sim.data.inputs.numel() * sim.data.inputs.element_size()
-    return {"d": p.d, "kappa": p.kappa, "m": p.m, "n": p.n, "precision": precision,
-            "setup_seconds": setup_seconds, "loadavg": os.getloadavg(), "fp32_gemm_peak_local": peaks["fp32_local"],
-            "quadflow": quadflow, "naive": naive,
-            "speedup_vs_naive": {r: naive["seconds_per_step"] / quadflow[r]["seconds_per_step"] for r in quadflow},
-            "agreement": {r: agreement(sim.flow.w, first[r], w_naive) for r in ROUTES},
-            "memory": memory_report(sim.memory, dataset_bytes, init_peak, step_peak, naive_peak, device)}
+    res["memory"] = memory_report(sim.memory, dataset_bytes, device, setup=init_peak, quadflow_steps=step_peak,
+                                  autograd_module_steps=module_peak, naive_steps=naive_peak)
+    return res
 
 
-def memory_report(estimate: dict, dataset_bytes: int, init_peak, step_peak, naive_peak, device) -> dict:
-    """Peaks above the pre-run baseline and their ratio to the dataset bytes (target: steps <= 1.15x)."""
-    def ratio(x):
-        return None if x is None else x / dataset_bytes
+def memory_report(estimate: dict, dataset_bytes: int, device, **peaks) -> dict:
+    """Peaks above the pre-run baseline and their ratio to the dataset bytes (target: steps <= 1.15x).
 
-    return {"source": "torch.cuda.max_memory_allocated" if device.type == "cuda" else "VmHWM (approximate)",
-            "dataset_bytes": dataset_bytes, "estimate_bytes": estimate, "estimate_ratio": estimate["total"] / dataset_bytes,
-            "peak_setup_bytes": init_peak, "peak_setup_ratio": ratio(init_peak),
-            "peak_quadflow_steps_bytes": step_peak, "peak_quadflow_steps_ratio": ratio(step_peak),
-            "peak_naive_steps_bytes": naive_peak, "peak_naive_steps_ratio": ratio(naive_peak)}
+    ``quadflow_steps`` covers the current and the 9a5c334 steps, timed interleaved (same temporaries).
+    """
+    report = {"source": "torch.cuda.max_memory_allocated" if device.type == "cuda" else "VmHWM (approximate)",
+              "dataset_bytes": dataset_bytes, "estimate_bytes": estimate, "estimate_ratio": estimate["total"] / dataset_bytes}
+    for name, peak in peaks.items():
+        report[f"peak_{name}_bytes"] = peak
+        report[f"peak_{name}_ratio"] = None if peak is None else peak / dataset_bytes
+    return report
 
 
 def release(device: torch.device) -> None:
@@ -363,25 +485,40 @@ def release(device: torch.device) -> None:
 def summary_line(res: dict) -> str:
     """One progress line for a configuration."""
     auto = res["quadflow"]["auto"]
+    ratio = res.get(f"ratio_to_{BASELINE}", {}).get("auto")
+    old = f"{ratio:.3f}" if ratio is not None else "skipped"
     return (f"[sim] d={res['d']} kappa={res['kappa']} {res['precision']}: quadflow({auto['route']}) "
-            f"{auto['seconds_per_step']:.3g} s/step, naive {res['naive']['seconds_per_step']:.3g} s/step, "
+            f"{auto['seconds_per_step']:.3g} s/step, /{BASELINE} {old}, "
+            f"autograd module {res['autograd_module']['seconds_per_step']:.3g} s/step "
+            f"(x{res['autograd_module_ratio']['auto']:.2f}), naive {res['naive']['seconds_per_step']:.3g} s/step, "
             f"speedup {res['speedup_vs_naive']['auto']:.2f}")
 
 
-def run(quick: bool = False, device: str = "cpu") -> dict:
-    """The sim suite: GEMM peaks, then every (d, precision, kappa) configuration; a JSON-ready dict."""
+def run(quick: bool = False, device: str = "cpu", sizes=None, precisions=None) -> dict:
+    """The sim suite: GEMM peaks, then every (d, precision, kappa) configuration; a JSON-ready dict.
+
+    ``sizes`` and ``precisions`` replace the defaults (``SIZES``, :func:`default_precisions`).
+    """
     dev = resolve_device(device)
-    modes = precisions(dev.type)
-    peaks = {mode: gemm_peak(dev, mode, GEMM_SIZE[(dev.type, quick)]) for mode in modes}
+    sizes = tuple(sizes) if sizes else SIZES[quick]
+    modes = tuple(precisions) if precisions else default_precisions(dev.type)
+    for mode in modes:
+        resolve_precision(mode)  # raises on an unknown name before anything is timed
+    baseline, skipped = baseline_loader.load_or_reason()
+    if skipped:
+        print(f"[sim] baseline {BASELINE} skipped: {skipped}", file=sys.stderr, flush=True)
+    peaks = {mode: gemm_peak(dev, mode, GEMM_SIZE[(dev.type, quick)]) for mode in dict.fromkeys(("fp32", *modes))}
     results = []
-    for d in SIZES[quick]:
-        for precision in precisions(dev.type, d):
+    for d in sizes:
+        for precision in (modes if precisions else default_precisions(dev.type, d)):
             for kappa in KAPPAS:
                 p = Problem(d=d, kappa=kappa, kappa_star=KAPPA_STAR, alpha=ALPHA, lam=LAM)
-                results.append(bench_config(p, precision, dev, peaks, quick))
+                results.append(bench_config(p, precision, dev, peaks, quick, baseline, skipped))
                 release(dev)
                 print(summary_line(results[-1]), file=sys.stderr, flush=True)
     return {"device": str(dev), "quick": quick, "notes": NOTES[dev.type], "gemm_peak": peaks,
+            "baseline": {"commit": BASELINE, "loaded": baseline is not None, "skipped": skipped,
+                         "path": None if baseline is None else str(baseline.path)},
             "problem": {"alpha": ALPHA, "kappa_star": KAPPA_STAR, "lam": LAM, "h": H, "seed": SEED,
-                        "sizes": list(SIZES[quick]), "kappas": list(KAPPAS), "precisions": list(modes)},
+                        "sizes": list(sizes), "kappas": list(KAPPAS), "precisions": list(modes)},
             "results": results}

@@ -33,9 +33,14 @@ class Seeds:
         return cls(**values)
 
 
-def generator(seed: int, counter: int, device: torch.device) -> torch.Generator:
-    """A torch generator on ``device`` seeded from ``(seed, counter)`` (counter-based streams)."""
-    state = np.random.SeedSequence([int(seed), int(counter)]).generate_state(2, dtype=np.uint32)
+def generator(seed: int, counter: int, device: torch.device, salt: int | None = None) -> torch.Generator:
+    """A torch generator on ``device`` seeded from ``(seed, counter)`` (counter-based streams).
+
+    ``salt`` separates further streams drawn from the same seed: 1 for the minibatch
+    indices, 2 for the held-out test inputs.
+    """
+    entropy = [int(seed), int(counter)] + ([] if salt is None else [int(salt)])
+    state = np.random.SeedSequence(entropy).generate_state(2, dtype=np.uint32)
     g = torch.Generator(device=device)
     g.manual_seed(int(state[0]) << 31 ^ int(state[1]))
     return g

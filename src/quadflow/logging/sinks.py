@@ -1,7 +1,7 @@
 """Where a run's observables go: ``metrics.jsonl`` (always) and Weights & Biases (optional).
 
 Rows are dicts with ``t``, ``step`` and keys ``sim/<metric>`` and
-``theory/<name>/<metric>`` (architecture.md). W&B is imported lazily; if it
+``theory/<name>/<metric>`` (docs/architecture.md). W&B is imported lazily; if it
 is missing or cannot start, the run goes on with its local files and one
 warning. Local writes that fail (disk full) are reported once and the rows
 kept in memory, so the summary and plots are still written where possible.

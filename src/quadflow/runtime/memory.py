@@ -45,17 +45,25 @@ def available_bytes(device: torch.device) -> int:
     return 1 << 62  # unknown: do not block
 
 
-def check_fits(need: dict, device: torch.device, *, design: str) -> None:
-    """Raise :class:`InsufficientMemoryError` when ``need['total']`` exceeds 90 % of free memory."""
+def require_bytes(need: int, device: torch.device, what: str, options: list[str]) -> None:
+    """Raise :class:`InsufficientMemoryError` when ``need`` bytes exceed 90 % of free memory on ``device``.
+
+    The message says ``what`` needs the bytes, how much is free, and the ``options`` to change.
+    """
     free = available_bytes(device)
-    if need["total"] <= 0.9 * free:
+    if need <= 0.9 * free:
         return
+    raise InsufficientMemoryError(f"{what} needs about {_gib(need)} on {device} but only {_gib(free)} is free. "
+                                  "Options: " + "; ".join(options) + ".")
+
+
+def check_fits(need: dict, device: torch.device, *, design: str) -> None:
+    """Raise :class:`InsufficientMemoryError` when a simulation's ``need['total']`` does not fit."""
+    gaussian = design == "gaussian"
     options = ["a smaller problem.d or problem.alpha",
-               "precision=bf16 (halves the stored inputs)" if design == "gaussian" else None,
-               "data.storage=regenerate (recompute inputs each step, bounded memory)" if design == "gaussian" else None,
+               "precision=bf16 (halves the stored inputs)" if gaussian else None,
+               "data.storage=regenerate (recompute inputs each step, bounded memory)" if gaussian else None,
                "a smaller data.chunk_rows",
                "more GPUs (torchrun --nproc_per_node=N shards the samples)"]
-    raise InsufficientMemoryError(
-        f"this run needs about {_gib(need['total'])} on {device} (inputs {_gib(need['data'])}, labels "
-        f"{_gib(need['labels'])}, work {_gib(need['work'])}) but only {_gib(free)} is free. Options: "
-        + "; ".join(o for o in options if o) + ".")
+    what = (f"this run (inputs {_gib(need['data'])}, labels {_gib(need['labels'])}, work {_gib(need['work'])})")
+    require_bytes(need["total"], device, what, [o for o in options if o])

@@ -1,30 +1,35 @@
 """The population (alpha -> infinity) flow, ``dS/dt = 2[(S* - S) S + S (S* - S) - 2 lam S]``.
 
-Run in W-space with the same integrator and step h as the simulation
-(theory.md section 2: compare at equal h, not only as h -> 0), on a fresh
-``d_eff x d_eff`` instance whose teacher and initialisation follow the same
-laws as the simulation's. At finite ``d_eff`` the result carries O(1/d_eff)
+Run in W-space by the same training loop, optimiser and step h as the simulation
+(docs/theory.md section 2: compare at equal h, not only as h -> 0), with the
+population objective (:class:`quadflow.models.PopulationObjective`), on a fresh
+``d_eff x d_eff`` instance whose teacher and initialisation follow the same laws
+as the simulation's. At finite ``d_eff`` the result carries O(1/d_eff)
 fluctuations; pass ``seeds`` equal to a simulation's to share its S* and W0.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
-from quadflow.data import Seeds, initial_weights, teacher_matrix
-from quadflow.flow import Flow, log_schedule
-from quadflow.model import PopulationField
+from quadflow.data import Seeds, teacher_matrix
+from quadflow.models import PopulationObjective, QuadraticNetwork
+from quadflow.optim import by_name
 from quadflow.problem import Problem
-from quadflow.simulation import collect
+from quadflow.train import DivergenceGuard, Evaluator, Trainer, collect, log_schedule
 
 
 def solve_population(p: Problem, h: float = 0.05, steps: int = 400, d_eff: int | None = None, seed: int = 0,
-                     optim: str = "gd", optim_params: dict | None = None, record_steps=None, spectrum_steps=(),
-                     dtype=torch.float64, device: str = "cpu", seeds: Seeds | None = None) -> dict:
+                     optim: str | Callable = "gd", optim_params: dict | None = None, record_steps=None,
+                     spectrum_steps=(), dtype=torch.float64, device: str = "cpu", seeds: Seeds | None = None) -> dict:
     """The population flow's observables on the simulation's time grid.
 
     Args:
         p: the problem (alpha is ignored: this is its infinite limit).
         d_eff: dimension of the instance (default ``p.d``).
+        optim: ``gd|momentum|adam|rk4`` (with ``optim_params``) or a callable ``params -> Optimizer``,
+            as for :func:`quadflow.simulate`.
         record_steps: steps at which to record (default log-spaced, as :func:`quadflow.simulate`).
 
     Returns the keys of :func:`quadflow.simulate`, with ``train_loss = (2 mse + Delta)/4``
@@ -34,9 +39,12 @@ def solve_population(p: Problem, h: float = 0.05, steps: int = 400, d_eff: int |
                                         Delta=p.Delta, lam=p.lam, sigma0=p.sigma0)
     seeds = seeds if seeds is not None else Seeds.from_master(seed)
     s_star = teacher_matrix(q, seeds.teacher).to(device, dtype)
-    flow = Flow(PopulationField(s_star, q.Delta), s_star, initial_weights(q, seeds.init).to(device, dtype),
-                h=h, lam=q.lam, optim=optim, optim_params=optim_params, Delta=q.Delta)
+    student = QuadraticNetwork(d=q.d, m=q.m, sigma0=q.sigma0, seed=seeds.init, dtype=dtype, device=device)
+    make_optimizer = by_name(optim, h, **(optim_params or {})) if isinstance(optim, str) else optim
+    trainer = Trainer(h, steps, callbacks=[DivergenceGuard()])
+    trainer.setup(student, PopulationObjective(s_star, Delta=q.Delta, lam=q.lam, m=q.m),
+                  make_optimizer(student.parameters()))
     records: list[dict] = []
-    flow.run(steps, log_schedule(steps) if record_steps is None else record_steps, spectrum_steps,
-             on_record=records.append)
+    trainer.fit(Evaluator(s_star, Delta=q.Delta), log_schedule(steps) if record_steps is None else record_steps,
+                spectrum_steps, on_record=records.append)
     return collect(records)

@@ -1,0 +1,1 @@
+"""The command line: the Hydra app, its config schema and callbacks (the only part that imports Hydra)."""

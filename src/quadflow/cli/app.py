@@ -1,0 +1,34 @@
+"""The Hydra entry point's pieces: the schema registration, W&B group names, a job in Hydra's folder."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from quadflow.cli.job import run_job
+from quadflow.cli.schema import RunConfig
+
+
+def register_configs() -> None:
+    """Register the structured schema (``run_schema``) that conf/config.yaml extends."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="run_schema", node=RunConfig)
+
+
+def wandb_group(experiment: str | None, sweep_folder: str | None) -> str | None:
+    """W&B group of a job: ``<experiment>-<sweep folder>`` under -m, the experiment or the sweep folder alone."""
+    experiment = None if experiment in (None, "null") else experiment
+    parts = [x for x in (experiment, sweep_folder) if x]
+    return "-".join(parts) or None
+
+
+def run_hydra_job(cfg, hydra_cfg) -> dict:
+    """:func:`quadflow.cli.job.run_job` in the Hydra output folder; W&B group = experiment name or sweep folder."""
+    from hydra.types import RunMode
+
+    out_dir = Path(hydra_cfg.runtime.output_dir)
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    group = wandb_group(hydra_cfg.runtime.choices.get("experiment"), Path(hydra_cfg.sweep.dir).name if multirun else None)
+    name = hydra_cfg.job.override_dirname or out_dir.name
+    if multirun:
+        name = f"{hydra_cfg.job.num}:{name}"
+    return run_job(cfg, out_dir, wandb_group=group, job_name=name)

@@ -1,0 +1,72 @@
+"""Components of one run built from its configuration by ``hydra.utils.instantiate``.
+
+Every error a bad value raises while a component is built becomes a one-line
+:class:`ConfigError` naming the key, the value and the allowed range, before any
+dataset is allocated.
+"""
+from __future__ import annotations
+
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from quadflow.problem import Problem
+from quadflow.runtime import InsufficientMemoryError
+from quadflow.train import Simulation
+
+
+class ConfigError(ValueError):
+    """A configuration value outside its allowed range (the message names the key)."""
+
+
+def build(node, key: str, **kwargs):
+    """``instantiate(node, **kwargs)``; the component's own error becomes a ConfigError naming ``key``."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__ or err
+        target = OmegaConf.select(node, "_target_") if OmegaConf.is_config(node) else None
+        text = " ".join(str(cause).split())  # one line
+        raise ConfigError(text if text.startswith(key) else f"{key} ({target}): {text}") from None
+
+
+def build_problem(cfg) -> Problem:
+    """``Problem`` from ``cfg.problem``, errors prefixed with the config group."""
+    try:
+        return Problem(**OmegaConf.to_container(cfg.problem))
+    except ValueError as err:
+        raise ConfigError(f"problem.{err}") from None
+
+
+def build_simulation(cfg, problem: Problem, callbacks: list) -> Simulation:
+    """The teacher, data, student, optimiser and trainer of ``cfg`` assembled into a :class:`Simulation`."""
+    make_optimizer = build(cfg.optim, "optim")
+    student = build(cfg.student, "student")
+    teacher = build(cfg.teacher, "teacher")
+    data = build(cfg.data, "data")
+    trainer = build(cfg.trainer, "trainer", callbacks=callbacks, progress=cfg.progress)
+    try:
+        return Simulation(problem, seed=cfg.seed, device=cfg.device, precision=cfg.precision, data=data,
+                          optim=make_optimizer, student=student, teacher=teacher, rank_tol=cfg.record.rank_tol,
+                          trainer=trainer)
+    except InsufficientMemoryError:
+        raise
+    except (ValueError, TypeError, ImportError) as err:
+        raise ConfigError(_name_student(cfg, err)) from None
+
+
+def _name_student(cfg, err: Exception) -> str:
+    text = str(err)
+    if text.startswith("student"):
+        return f"student._target_={cfg.student._target_}: {text}"
+    return text
+
+
+def build_theories(cfg) -> dict:
+    """``{name: component}`` of the requested theories (``theory=[...]``)."""
+    return {name: build(node, f"theory.{name}") for name, node in (cfg.theory or {}).items() if node is not None}
+
+
+def build_callbacks(cfg) -> list:
+    """The loop's callbacks (``callbacks.*``), in their config order."""
+    return [build(node, f"callbacks.{name}") for name, node in (cfg.callbacks or {}).items() if node is not None]

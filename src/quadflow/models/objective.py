@@ -1,0 +1,216 @@
+"""The training objective of a student: value, gradient (behind ``loss.backward()``) and losses.
+
+quadflow scales the loss so that ``torch.optim.SGD(lr=h)`` is the paper's discrete
+flow ``W <- W + 2h (W Gamma - lam W)`` in the paper's time ``t = step * h``
+(docs/theory.md section 2):
+
+    L(theta) = m d * train_loss(theta) + lam * sum_p |p|_F^2,   train_loss = sum_mu r_mu^2 / (4 n),
+
+so that ``-dL/dW = 2 (W Gamma - lam W)`` for the quadratic network (``m`` is the
+problem's student width, ``d`` its dimension, ``r_mu = y_mu - f(x_mu)``).
+
+Two routes compute ``L`` and its gradient in one chunked pass over the samples,
+with the sums all-reduced over ranks (every rank gets the full-batch gradient):
+
+- :class:`QuadraticNetwork` itself takes the analytic gradient ``W Gamma`` with
+  ``Gamma = (d / (2n)) sum_mu r_mu Z_mu`` (d, d): the S-route forms
+  ``X^T diag(r) X`` (``4 n d^2`` flops), the W-route ``(X W^T * r)^T X``
+  (``4 n d m`` flops, no d x d sample sum), the GOE design sums ``r_mu G_mu``;
+- any other ``nn.Module`` mapping (batch, d) to (batch,) is differentiated by
+  autograd chunk by chunk, gradients accumulated.
+
+Either way the result is a scalar tensor whose ``backward()`` writes the
+gradient into the parameters' ``.grad``, and :class:`Stats` (the exact
+``train_loss`` and ``in_sample_error`` at the same parameters).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from quadflow.data.dataset import Dataset, quadratic_form
+from quadflow.runtime.distributed import all_reduce_sum
+
+ROUTES = ("auto", "S", "W")
+
+
+@dataclass
+class Stats:
+    """Sample averages at the current parameters: ``train_loss = sum r^2/(4n)``,
+    ``in_sample_error = sum (f - f*)^2/(4n)`` (over the batch when minibatching)."""
+
+    train_loss: float
+    in_sample_error: float
+
+
+class _KnownGradient(torch.autograd.Function):
+    """A scalar whose gradient with respect to ``params`` was computed in the forward pass."""
+
+    @staticmethod
+    def forward(ctx, value, grads, *params):
+        ctx.grads = grads
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return (None, None, *(grad_output * g for g in ctx.grads))
+
+
+def choose_route(route: str, design: str, m: int, d: int) -> str:
+    """Resolve ``auto`` by flop count (W-route when m < d); the GOE design takes the S-route."""
+    if route not in ROUTES:
+        raise ValueError(f"data.route must be one of {ROUTES}, got {route!r}")
+    if design == "goe":
+        if route == "W":
+            raise ValueError("data.route=W needs data.design=gaussian (GOE matrices have no input vectors)")
+        return "S"
+    return ("W" if m < d else "S") if route == "auto" else route
+
+
+def uses_analytic_gradient(model: nn.Module) -> bool:
+    """Whether ``model`` takes the chunked analytic gradient (the built-in quadratic network)."""
+    check = getattr(model, "has_analytic_gradient", None)
+    return bool(check and check())
+
+
+def check_student(model: nn.Module, d: int, dtype: torch.dtype, design: str = "gaussian") -> None:
+    """Raise ``ValueError`` unless ``model`` maps (batch, d) inputs to a floating (batch,) output.
+
+    Called before any training step with two random inputs; GOE matrices need a student with ``S()``.
+    """
+    name = type(model).__name__
+    if design == "goe" and not callable(getattr(model, "S", None)):
+        raise ValueError(f"data.design=goe needs a student with S() (GOE inputs are d x d matrices); {name} has none")
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError(f"student {name} has no trainable parameters")
+    x = torch.randn(2, d, d, dtype=dtype, device=params[0].device) if design == "goe" else \
+        torch.randn(2, d, dtype=dtype, device=params[0].device)
+    with torch.no_grad():
+        out = model(x)
+    if not torch.is_tensor(out) or out.shape != (2,) or not out.is_floating_point():
+        got = f"shape {tuple(out.shape)} dtype {out.dtype}" if torch.is_tensor(out) else type(out).__name__
+        raise ValueError(f"student {name}: forward must map inputs (batch, d={d}) to floating outputs (batch,); "
+                         f"got {got} for a batch of 2")
+
+
+class EmpiricalObjective:
+    """``L = m d train_loss + lam |theta|^2`` over a :class:`Dataset` (see the module docstring).
+
+    Args:
+        data: this rank's samples (``data.n`` is the global count used in the normalisation).
+        lam: l2 strength; m: the problem's student width (the scale ``m d``).
+        route: ``auto|S|W`` for the analytic gradient; chunk_rows: rows per chunk (bounds temporaries).
+
+    Call with a model (and optionally a minibatch ``(local_rows, global_size)``); returns ``(loss, Stats)``.
+    """
+
+    def __init__(self, data: Dataset, *, lam: float, m: int, route: str = "auto", chunk_rows: int = 65536):
+        self.data, self.lam, self.d = data, float(lam), data.p.d
+        self.scale = float(m * self.d)
+        self.route = choose_route(route, data.design, m, self.d)
+        self.chunk_rows = int(chunk_rows)
+
+    def __call__(self, model: nn.Module, batch: tuple[torch.Tensor, int] | None = None):
+        count = self.data.n if batch is None else batch[1]
+        if uses_analytic_gradient(model):
+            return self._analytic(model.W, self._chunks(batch), count)
+        return self._autograd(model, self._chunks(batch), count)
+
+    def _chunks(self, batch) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """``(y, y_clean, inputs)`` chunk by chunk, over all local samples or the batch's local rows."""
+        data, step = self.data, self.chunk_rows
+        if batch is None:
+            for sl, a in data.chunks(step):
+                yield data.y[sl], data.y_clean[sl], a
+            return
+        rows = batch[0]
+        for lo in range(0, len(rows), step):
+            idx = rows[lo:lo + step]
+            yield data.y[idx], data.y_clean[idx], data.inputs[idx]
+
+    def _finish(self, count: int, params, grads, sums) -> tuple[torch.Tensor, Stats]:
+        norm2 = sum(float(torch.sum(p.detach() * p.detach())) for p in params)
+        value = torch.tensor(self.scale * float(sums[1]) / (4 * count) + self.lam * norm2,
+                             dtype=params[0].dtype, device=params[0].device)
+        stats = Stats(train_loss=float(sums[1]) / (4 * count), in_sample_error=float(sums[2]) / (4 * count))
+        return _KnownGradient.apply(value, grads, *params), stats
+
+    def _analytic(self, weight: nn.Parameter, chunks, count: int):
+        w, d, dt, design = weight.detach(), self.d, self.data.dtype, self.data.design
+        use_w = self.route == "W"
+        s = None if use_w else w.T @ w / w.shape[0]
+        acc = torch.zeros(w.shape if use_w else (d, d), dtype=w.dtype, device=w.device)
+        sums = torch.zeros(3, dtype=torch.float64, device=w.device)  # sum r, sum r^2, sum (f - f*)^2
+        w_norm2 = torch.sum(w * w) if use_w else None
+        for y, y_clean, a in chunks:
+            if use_w:
+                h = (a @ w.to(dt).T).to(w.dtype)
+                f = ((h * h).sum(1) - w_norm2) / (w.shape[0] * math.sqrt(d))
+            else:
+                f = quadratic_form(a, s, design)
+            r = y - f
+            if use_w:
+                acc += ((h * r[:, None]).to(dt).T @ a).to(w.dtype)
+            elif design == "goe":
+                acc += (r.to(dt) @ a.reshape(a.shape[0], -1)).reshape(d, d).to(w.dtype)
+            else:
+                acc += (a.T @ (a * r[:, None].to(dt))).to(w.dtype)
+            e = f - y_clean
+            sums += torch.stack([r.sum(), (r * r).sum(), (e * e).sum()]).to(torch.float64)
+        all_reduce_sum([acc, sums])
+        sum_r = sums[0].to(w.dtype)
+        if design == "goe":
+            drift = w @ (acc * (d / (2 * count)))
+        elif use_w:
+            drift = (acc - sum_r * w) * (math.sqrt(d) / (2 * count))
+        else:
+            gamma = (acc - sum_r * torch.eye(d, dtype=w.dtype, device=w.device)) * (math.sqrt(d) / (2 * count))
+            drift = w @ gamma
+        grad = -(2.0 * (drift - self.lam * w))  # dL/dW = -2 (W Gamma - lam W)
+        return self._finish(count, [weight], [grad], sums)
+
+    def _autograd(self, model: nn.Module, chunks, count: int):
+        params = [p for p in model.parameters() if p.requires_grad]
+        grads = [torch.zeros_like(p) for p in params]
+        sums = torch.zeros(3, dtype=torch.float64, device=params[0].device)
+        for y, y_clean, a in chunks:
+            with torch.enable_grad():
+                f = model(a.to(params[0].dtype))
+                r = y.to(f.dtype) - f
+                part = (r * r).sum() * (self.scale / (4 * count))
+                chunk_grads = torch.autograd.grad(part, params, allow_unused=True)
+            for acc, g in zip(grads, chunk_grads):
+                if g is not None:
+                    acc += g
+            r, e = r.detach(), f.detach() - y_clean.to(f.dtype)
+            sums += torch.stack([r.sum(), (r * r).sum(), (e * e).sum()]).to(torch.float64)
+        all_reduce_sum([*grads, sums])
+        for g, p in zip(grads, params):
+            g += (2.0 * self.lam) * p.detach()
+        return self._finish(count, params, grads, sums)
+
+
+class PopulationObjective:
+    """The alpha -> infinity objective ``L = m d (2 mse + Delta)/4 + lam |theta|^2`` (docs/theory.md section 2).
+
+    For the quadratic network ``-dL/dW = 2 (W (S* - S) - lam W)``. Needs a student with ``S()``;
+    its losses are the population ones: ``train_loss = (2 mse + Delta)/4``, ``in_sample_error = mse/2``.
+    """
+
+    def __init__(self, s_star: torch.Tensor, *, Delta: float, lam: float, m: int):
+        self.s_star, self.Delta, self.lam = s_star, float(Delta), float(lam)
+        self.scale = float(m * s_star.shape[0])
+
+    def __call__(self, model: nn.Module, batch=None):
+        params = [p for p in model.parameters() if p.requires_grad]
+        with torch.enable_grad():
+            s = model.S()
+            e = torch.sum((s - self.s_star.to(s)) ** 2) / s.shape[0]
+            train = (2 * e + self.Delta) / 4
+            loss = self.scale * train + self.lam * sum(torch.sum(p * p) for p in params)
+        return loss, Stats(train_loss=float(train.detach()), in_sample_error=float(e.detach()) / 2)

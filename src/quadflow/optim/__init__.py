@@ -1,0 +1,42 @@
+"""Optimisers: any ``torch.optim`` class, and quadflow's own (:class:`RK4`).
+
+The paper's time: with quadflow's loss scaling ``torch.optim.SGD(lr=h)`` is the
+discrete flow ``W <- W + 2h (W Gamma - lam W)`` and ``t = step * h``
+(docs/theory.md section 2). :func:`by_name` gives the four presets of the
+``optim`` config group to Python callers (``simulate(..., optim="adam")``).
+"""
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+import torch
+
+from quadflow.optim.rk4 import RK4
+
+# name -> (class, default arguments): the same choices as conf/optim/*.yaml
+PRESETS = {
+    "gd": (torch.optim.SGD, {}),
+    "momentum": (torch.optim.SGD, {"momentum": 0.9}),
+    "adam": (torch.optim.Adam, {}),
+    "rk4": (RK4, {}),
+}
+
+
+def by_name(name: str, h: float, **params) -> Callable:
+    """``params -> Optimizer`` for a preset name (``gd|momentum|adam|rk4``) with learning rate ``h``.
+
+    ``params`` are the optimiser's own constructor arguments (``momentum``, ``betas``, ``eps``, ...).
+    """
+    if name not in PRESETS:
+        raise ValueError(f"optim must be one of {tuple(PRESETS)} or a callable params -> Optimizer, got {name!r}")
+    cls, defaults = PRESETS[name]
+    return functools.partial(cls, **{"lr": h, **defaults, **params})
+
+
+def uses_closure(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether ``optimizer.step`` must be given a closure (RK4, L-BFGS)."""
+    return bool(getattr(optimizer, "uses_closure", False)) or isinstance(optimizer, torch.optim.LBFGS)
+
+
+__all__ = ["PRESETS", "RK4", "by_name", "uses_closure"]

@@ -1,0 +1,15 @@
+"""Transient DMFT of discrete-time GD (docs/theory.md section 4).
+
+- :mod:`~quadflow.theory.dmft.solver`: :func:`solve_dmft`, the fixed point over the
+  kernels ``(C_r, K)``, with its argument checks and memory estimate.
+- :mod:`~quadflow.theory.dmft.process`: the parameter side, ``samples`` batched copies
+  of the ``d_eff x d_eff`` effective matrix process and its tangents (estimate of ``R``).
+- :mod:`~quadflow.theory.dmft.kernels`: the sample side in closed form (``C_r``, ``K``
+  and the observables from ``C_e`` and ``R``).
+
+``from quadflow.theory.dmft import solve_dmft`` (and ``CURVES``, ``MIN_D_EFF``,
+``memory_bytes``) is a stable import path.
+"""
+from quadflow.theory.dmft.solver import CURVES, MIN_D_EFF, memory_bytes, solve_dmft
+
+__all__ = ["CURVES", "MIN_D_EFF", "memory_bytes", "solve_dmft"]

@@ -1,0 +1,168 @@
+"""Theory predictions for one run, on the run's own time grid: the ``theory`` config group's components.
+
+Each component (``Population``, ``LongTime``, ``DMFT``) is built with its own settings and
+computes a :class:`Prediction` for a :class:`RunInfo` (the run's problem, step, schedule,
+seeds). A prediction's rows carry keys ``theory/<name>/<metric>`` at the recorded steps.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from quadflow.problem import Problem
+
+CURVES = ("mse", "test_error", "train_loss", "in_sample_error")
+
+
+@dataclass
+class RunInfo:
+    """What a theory needs to know of a run.
+
+    Attributes:
+        problem: the run's problem; h, steps: step size (paper's time) and step count.
+        schedule: recorded steps; spectrum_steps: steps with a saved spectrum.
+        seeds: the run's random streams (a population solve at the run's d shares S* and W0).
+        s_star: the teacher matrix (d, d) (sets the spectral-density grid).
+        make_optimizer: the run's ``params -> Optimizer`` (the population flow uses the same one).
+        optimizer_name: its class name (``SGD`` is the flow the DMFT describes).
+        noisy_test, device, progress: as configured.
+    """
+
+    problem: Problem
+    h: float
+    steps: int
+    schedule: list
+    spectrum_steps: list
+    seeds: object
+    s_star: torch.Tensor
+    make_optimizer: Callable
+    optimizer_name: str = "SGD"
+    noisy_test: bool = False
+    device: str = "cpu"
+    progress: bool = False
+
+
+@dataclass
+class Prediction:
+    """A theory's values: ``curves[metric][step]`` (trajectories) and/or ``constants`` (long time).
+
+    ``summary`` holds scalars for summary.json (convergence flags, iterations, ...);
+    ``density`` is an optional ``(x, rho)`` limiting spectral density of S.
+    """
+
+    name: str
+    curves: dict = field(default_factory=dict)
+    constants: dict = field(default_factory=dict)
+    summary: dict = field(default_factory=dict)
+    density: tuple | None = None
+
+    def row(self, step: int) -> dict:
+        out = {f"theory/{self.name}/{k}": v for k, v in self.constants.items()}
+        for metric, by_step in self.curves.items():
+            if step in by_step:
+                out[f"theory/{self.name}/{metric}"] = by_step[step]
+        return out
+
+
+def _curves(result: dict) -> dict:
+    steps = [int(s) for s in result["step"]]
+    return {m: dict(zip(steps, map(float, result[m]))) for m in CURVES if m in result}
+
+
+class Population:
+    """The alpha -> infinity flow at the run's step and optimiser; ``d_eff`` None: the run's own S* and W0."""
+
+    name = "population"
+
+    def __init__(self, d_eff: int | None = None):
+        if d_eff is not None and (isinstance(d_eff, bool) or d_eff < 2):
+            raise ValueError(f"theory.population.d_eff={d_eff!r} is out of range: allowed an integer >= 2 or null")
+        self.d_eff = d_eff
+
+    def compute(self, run: RunInfo) -> Prediction:
+        from quadflow.theory.population import solve_population
+
+        res = solve_population(run.problem, h=run.h, steps=run.steps, d_eff=self.d_eff, optim=run.make_optimizer,
+                               record_steps=run.schedule, seeds=run.seeds if self.d_eff is None else None)
+        return Prediction(self.name, curves=_curves(res), summary={
+            "d_eff": self.d_eff or run.problem.d, "instance": "shared" if self.d_eff is None else "fresh"})
+
+
+class LongTime:
+    """Long-time values at the run's realised ratios, as constant reference lines, and the limiting density."""
+
+    name = "longtime"
+
+    def __init__(self, density_points: int = 400):
+        if isinstance(density_points, bool) or density_points < 2:
+            raise ValueError(f"theory.longtime.density_points={density_points!r} is out of range: allowed >= 2")
+        self.density_points = density_points
+
+    def compute(self, run: RunInfo) -> Prediction:
+        from quadflow.theory.longtime import solve_longtime
+
+        p = run.problem
+        if p.lam == 0 and p.Delta == 0:
+            warnings.warn("theory=longtime needs lam > 0 or Delta > 0 (at lam = Delta = 0 the limit depends on the "
+                          "initialisation); skipped", RuntimeWarning)
+            return Prediction(self.name, summary={"skipped": "lam = Delta = 0"})
+        r = p.realised()  # the ratios this d realises (m/d, m*/d, n/d^2)
+        sol = solve_longtime(alpha=r.alpha, kappa=r.kappa, kappa_star=r.kappa_star, lam=r.lam, Delta=r.Delta)
+        if not sol.converged:
+            warnings.warn(f"long-time equations did not converge at {p}; values are flagged", RuntimeWarning)
+        consts = {"mse": sol.mse, "test_error": sol.test_error_noisy if run.noisy_test else sol.test_error,
+                  "train_loss": sol.train_loss, "in_sample_error": sol.in_sample_error,
+                  "rank_fraction": sol.rank_fraction}
+        top = float(torch.max(torch.diagonal(run.s_star)).cpu())
+        x = np.linspace(1e-6, max(4.0, 1.2 * top + 4.0), self.density_points)
+        return Prediction(self.name, constants=consts if sol.converged else {},
+                          summary={"converged": sol.converged, "q": sol.q, "xi": sol.xi, "branch": sol.branch,
+                                   "atom": sol.atom, "n_solutions": 1 + len(sol.alternatives)},
+                          density=(x, sol.spectrum(x)) if sol.converged else None)
+
+
+class DMFT:
+    """The DMFT of discrete GD at the run's step h on a ``d_eff`` instance (docs/theory.md section 4)."""
+
+    name = "dmft"
+
+    def __init__(self, d_eff: int = 64, samples: int = 4, tol: float = 1e-4, max_iter: int = 60, seed: int = 0):
+        from quadflow.theory.dmft import MIN_D_EFF
+
+        for key, value, low in (("d_eff", d_eff, MIN_D_EFF), ("samples", samples, 1), ("max_iter", max_iter, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"theory.dmft.{key}={value!r} is out of range: allowed an integer >= {low}")
+        if not tol > 0:
+            raise ValueError(f"theory.dmft.tol={tol!r} is out of range: allowed > 0")
+        self.d_eff, self.samples, self.tol, self.max_iter, self.seed = d_eff, samples, tol, max_iter, seed
+
+    def compute(self, run: RunInfo) -> Prediction:
+        from quadflow.theory.dmft import solve_dmft
+
+        if run.optimizer_name != "SGD":
+            warnings.warn(f"the DMFT describes discrete GD at step h; comparing it with {run.optimizer_name} "
+                          "mixes optimisers", RuntimeWarning)
+        res = solve_dmft(run.problem.realised(), h=run.h, steps=run.steps, d_eff=self.d_eff, samples=self.samples,
+                         seed=self.seed, device=run.device, tol=self.tol, max_iter=self.max_iter,
+                         noisy_test=run.noisy_test, callback=self._progress() if run.progress else None)
+        return Prediction(self.name, curves=_curves(res), summary={
+            "converged": bool(res["converged"]), "iterations": int(res["iterations"]),
+            "residual": float(res["residuals"][-1]) if len(res["residuals"]) else None,
+            "wall_time_s": float(res["wall_time"]), "d_eff": self.d_eff, "samples": self.samples})
+
+    def _progress(self):
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=self.max_iter, desc="DMFT iterations", unit="it", disable=None)
+
+        def callback(iteration: int, residual: float) -> None:
+            bar.update(1)
+            bar.set_postfix(residual=f"{residual:.2e}")
+            if residual < self.tol:
+                bar.close()
+
+        return callback

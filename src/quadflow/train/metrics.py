@@ -1,0 +1,70 @@
+"""Observables of a student at one time, in the normalisation of docs/architecture.md.
+
+    mse              |S - S*|_F^2 / d                 (exact, for a student with S())
+    test_error       2 mse (+ Delta with noisy test labels)
+    train_loss       sum_mu r_mu^2 / (4n)              (exact, from the objective's pass)
+    in_sample_error  sum_mu (f - f*)^2 / (4n)
+    rank_fraction    fraction of eigenvalues of S above ``rank_tol``
+
+A student without ``S()`` gets ``test_error = E_x (f - f*)^2`` estimated on a
+held-out set of fresh Gaussian inputs (:class:`quadflow.data.HeldOut`), its
+standard error as ``test_error_se``, and ``mse = test_error / 2`` (the same
+identity as for the quadratic network); ``rank_fraction`` is then absent.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+METRICS = ("mse", "test_error", "train_loss", "in_sample_error", "rank_fraction")
+RANK_TOL = 1e-2  # one default for the command line and the Python API
+
+
+def mse(s: torch.Tensor, s_star: torch.Tensor) -> float:
+    """The paper's MSE ``|S - S*|_F^2 / d`` (test error is twice this)."""
+    return float(torch.sum((s - s_star.to(s)) ** 2)) / s.shape[0]
+
+
+class Evaluator:
+    """Records of a student: ``{"step", "t", metrics..., ["spectrum"]}``.
+
+    Args:
+        s_star: teacher matrix (d, d) for the exact mse of students with ``S()``.
+        Delta: label-noise variance, added to ``test_error`` when ``noisy_test``.
+        rank_tol: eigenvalues of S above it count towards ``rank_fraction``.
+        heldout: held-out inputs for students without ``S()`` (None: such students get no test error).
+    """
+
+    def __init__(self, s_star: torch.Tensor, *, Delta: float = 0.0, noisy_test: bool = False,
+                 rank_tol: float = RANK_TOL, heldout=None):
+        if not rank_tol > 0:
+            raise ValueError(f"record.rank_tol must be > 0, got {rank_tol!r}")
+        self.s_star, self.rank_tol, self.heldout = s_star, rank_tol, heldout
+        self.noise = Delta if noisy_test else 0.0
+
+    def __call__(self, model: nn.Module, stats, step: int, t: float, spectrum: bool = False) -> dict:
+        rec = {"step": step, "t": t, "train_loss": stats.train_loss, "in_sample_error": stats.in_sample_error}
+        with torch.no_grad():
+            if callable(getattr(model, "S", None)):
+                s = model.S()
+                e = mse(s, self.s_star)
+                eig = torch.linalg.eigvalsh(s.double() if s.dtype == torch.bfloat16 else s)
+                rec.update(mse=e, test_error=2 * e + self.noise,
+                           rank_fraction=float((eig > self.rank_tol).sum()) / s.shape[0])
+                if spectrum:
+                    rec["spectrum"] = eig.double().cpu().numpy()
+            elif self.heldout is not None:
+                err, se = self.heldout.error(model)
+                rec.update(mse=err / 2, test_error=err + self.noise, test_error_se=se)
+        return rec
+
+
+def collect(records: list[dict]) -> dict:
+    """Stack per-time records into ``{"t": array, "step": array, metric: array, "spectrum": [...]}``."""
+    rows = [r for r in records if "train_loss" in r]
+    keys = [k for k in ("t", "step", *METRICS, "test_error_se") if rows and k in rows[0]]
+    out = {k: np.array([r[k] for r in rows]) for k in keys}
+    out["spectrum"] = [r["spectrum"] for r in records if "spectrum" in r]
+    out["spectrum_t"] = np.array([r["t"] for r in records if "spectrum" in r])
+    return out

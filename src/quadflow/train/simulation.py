@@ -1,0 +1,172 @@
+"""Finite-size training of a student: :class:`Simulation` (assembled components) and the one-call :func:`simulate`."""
+from __future__ import annotations
+
+import inspect
+from typing import Callable
+
+import torch
+from torch import nn
+
+from quadflow.data import DataSpec, Dataset, HeldOut
+from quadflow.models import EmpiricalObjective, QuadraticNetwork, check_student, choose_route, teacher_network
+from quadflow.optim import by_name
+from quadflow.problem import Problem, check_domain
+from quadflow.runtime import check_fits, estimate_bytes, resolve_device, resolve_precision, world
+from quadflow.train.batches import MinibatchSampler, check_batch_size
+from quadflow.train.callbacks import Callback, DivergenceGuard
+from quadflow.train.loop import Trainer
+from quadflow.train.metrics import RANK_TOL, Evaluator, collect
+from quadflow.train.schedules import log_schedule
+
+
+def accepts(factory: Callable, name: str) -> bool:
+    """Whether ``factory`` takes a keyword argument ``name`` (or ``**kwargs``)."""
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+def build_network(factory: Callable | None, p: Problem, m: int, seed: int, *, device, dtype) -> nn.Module:
+    """``factory(d=p.d, m=m, ...)`` on ``device`` in ``dtype``, drawn reproducibly from stream ``seed``.
+
+    A factory that takes ``seed`` (and ``sigma0``, ``dtype``) gets them; any other is built
+    under ``torch.manual_seed(seed)`` so that every rank holds the same initialisation.
+    """
+    factory = factory or QuadraticNetwork
+    kwargs = {"d": p.d, "m": m}
+    for name, value in (("seed", seed), ("sigma0", p.sigma0), ("dtype", dtype)):
+        if accepts(factory, name):
+            kwargs[name] = value
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = factory(**kwargs)
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"student: {factory!r} built a {type(model).__name__}, not a torch.nn.Module")
+    return model.to(device=device, dtype=dtype)
+
+
+def build_optimizer(factory: Callable, params) -> torch.optim.Optimizer:
+    """``factory(params)``; an argument the optimiser refuses raises ``ValueError`` naming the optimiser."""
+    target = getattr(factory, "func", factory)
+    name = f"{getattr(target, '__module__', '')}.{getattr(target, '__qualname__', repr(target))}"
+    try:
+        return factory(params)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"optim ({name}): {err}") from None
+
+
+class Simulation:
+    """A teacher, a dataset and a student trained by a ``torch.optim`` optimiser.
+
+    Everything is validated (and the memory need checked) before the dataset is allocated.
+    Under ``torchrun`` each rank holds a share of the samples and the same teacher and
+    initialisation.
+
+    Args:
+        p: the problem.
+        h: step size in the paper's time (``t = step * h``).
+        seed: master seed; ``seeds`` (a :class:`quadflow.data.Seeds`) overrides it stream by stream.
+        device: ``auto|cpu|cuda``; precision: ``fp64|fp32|tf32|bf16``.
+        data: a :class:`quadflow.data.DataSpec`, or its fields as keyword arguments
+            (``design``, ``storage``, ``route``, ``chunk_rows``, ``noisy_test``, ...).
+        optim: ``gd|momentum|adam|rk4`` (with ``optim_params``, the optimiser's own arguments), or a
+            callable ``params -> torch.optim.Optimizer``.
+        student: a callable ``(d=, m=, ...) -> nn.Module`` (None: :class:`QuadraticNetwork`);
+            teacher: the same for the teacher (None: a frozen float64 quadratic network).
+        batch_size: samples per step (None: full batch).
+        rank_tol: eigenvalue threshold of ``rank_fraction``; callbacks: extra training callbacks.
+        trainer: a configured :class:`quadflow.train.Trainer` (its ``h``, ``batch_size`` and callbacks
+            replace the arguments above); a :class:`DivergenceGuard` is added when it has none.
+    """
+
+    def __init__(self, p: Problem, *, h: float = 0.05, seed: int = 0, seeds=None, device: str = "cpu",
+                 precision: str = "fp32", data: DataSpec | None = None, optim: str | Callable = "gd",
+                 optim_params: dict | None = None, student: Callable | None = None, teacher: Callable | None = None,
+                 batch_size: int | None = None, rank_tol: float = RANK_TOL, callbacks: list[Callback] = (),
+                 progress: bool = False, trainer: Trainer | None = None, check_memory: bool = True,
+                 **data_options):
+        check_domain(h=trainer.h if trainer is not None else h)
+        if trainer is None:
+            trainer = Trainer(h, batch_size=batch_size, callbacks=callbacks, progress=progress)
+        h, batch_size = trainer.h, trainer.batch_size
+        spec = data if data is not None else DataSpec(**data_options)
+        make_optimizer = by_name(optim, h, **(optim_params or {})) if isinstance(optim, str) else optim
+        self.p, self.h, self.spec = p, h, spec
+        self.device, self.precision = resolve_device(device), resolve_precision(precision)
+        self.route = choose_route(spec.route, spec.design, p.m, p.d)
+        check_batch_size(batch_size, p.n)
+        if batch_size is not None and spec.storage != "materialized":
+            raise ValueError("trainer.batch_size needs data.storage=materialized (minibatches index stored inputs)")
+        self.seeds = seeds if seeds is not None else spec.seeds(seed)
+        self.memory = self._check_memory(check_memory)  # before the teacher's and student's d x d matrices
+        ct = self.precision.compute
+        teacher_net = build_network(teacher or teacher_network, p, p.m_star, self.seeds.teacher,
+                                    device="cpu", dtype=torch.float64)
+        self.s_star = teacher_net.S().to(self.device, ct)
+        self.student = build_network(student, p, p.m, self.seeds.init, device=self.device, dtype=ct)
+        check_student(self.student, p.d, ct, spec.design)
+        self.optimizer = build_optimizer(make_optimizer, self.student.parameters())
+        rank, world_size = world()
+        self.data = Dataset(p, self.s_star, self.seeds, design=spec.design, storage=spec.storage,
+                            dtype=self.precision.storage, compute_dtype=ct, device=self.device, rank=rank,
+                            world_size=world_size)
+        self.objective = EmpiricalObjective(self.data, lam=p.lam, m=p.m, route=self.route,
+                                            chunk_rows=spec.rows_per_chunk(p))
+        heldout = None if callable(getattr(self.student, "S", None)) else \
+            HeldOut(self.s_star, self.seeds.inputs, spec.test_samples, device=self.device, dtype=ct)
+        self.evaluator = Evaluator(self.s_star, Delta=p.Delta, noisy_test=spec.noisy_test, rank_tol=rank_tol,
+                                   heldout=heldout)
+        batches = None if batch_size is None else MinibatchSampler(p.n, batch_size, self.seeds.inputs,
+                                                                   self.data.rows, self.device)
+        guards = [cb for cb in trainer.callbacks if isinstance(cb, DivergenceGuard)]
+        if not guards:
+            guards = [DivergenceGuard()]
+            trainer.callbacks.insert(0, guards[0])
+        self.guard, self.trainer = guards[0], trainer.setup(self.student, self.objective, self.optimizer, batches)
+
+    def _check_memory(self, check: bool) -> dict:
+        st, ct = self.precision.storage, self.precision.compute
+        need = estimate_bytes(self.p, design=self.spec.design, storage=self.spec.storage,
+                              storage_bytes=st.itemsize, compute_bytes=ct.itemsize,
+                              chunk_rows=self.spec.rows_per_chunk(self.p), world_size=world()[1])
+        if check:
+            check_fits(need, self.device, design=self.spec.design)
+        return need
+
+    @property
+    def step(self) -> int:
+        return self.trainer.step
+
+    def run(self, steps: int, record_steps=None, spectrum_steps=(), on_record=None) -> None:
+        """Train up to ``steps`` (see :meth:`quadflow.train.Trainer.fit`); default schedule log-spaced."""
+        record_steps = log_schedule(steps) if record_steps is None else record_steps
+        with self.precision.matmul_context():
+            self.trainer.fit(self.evaluator, record_steps, spectrum_steps, on_record, steps=steps)
+
+    def state_dict(self) -> dict:
+        """What a checkpoint needs: data and teacher are regenerated from the seeds."""
+        return {"trainer": self.trainer.state_dict(), "seeds": self.seeds.__dict__}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["seeds"] != self.seeds.__dict__:
+            raise ValueError("checkpoint was written with other seeds; resume with the same seed settings")
+        self.trainer.load_state_dict(state["trainer"])
+
+
+def simulate(p: Problem, h: float = 0.05, steps: int = 400, seed: int = 0, device: str = "cpu", *,
+             record_steps=None, spectrum_steps=(), progress: bool = False, **options) -> dict:
+    """Train a student on a fresh teacher and dataset; return the observables.
+
+    Returns a dict of numpy arrays over the recorded steps: ``t`` (= step * h),
+    ``step``, ``mse``, ``test_error``, ``train_loss``, ``in_sample_error``,
+    ``rank_fraction``; ``spectrum`` is a list of eigenvalue arrays of S at
+    ``spectrum_steps`` (times in ``spectrum_t``). ``record_steps=None`` gives
+    about 100 log-spaced steps including 0 and ``steps``. Other keyword
+    arguments go to :class:`Simulation` (``precision``, ``design``, ``optim``, ``student``, ...).
+    """
+    sim = Simulation(p, h=h, seed=seed, device=device, progress=progress, **options)
+    records: list[dict] = []
+    sim.run(steps, record_steps, spectrum_steps, on_record=records.append)
+    return collect(records)

@@ -1,0 +1,174 @@
+"""The Hydra app end to end: files, W&B offline run, multirun, bad input, divergence, resume."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+# one BLAS thread: these problems are tiny, and threads only add synchronisation cost
+SUBPROCESS_ENV = {"WANDB_MODE": "disabled", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+SMALL = ["problem.d=12", "problem.alpha=2", "trainer.steps=60", "theory=[population,longtime]",
+         "record.points=20", "record.spectrum_points=2", "tracking.wandb.mode=disabled"]
+
+
+def run_app(args, env_extra=None, check=True, **kw):
+    env = {**os.environ, **SUBPROCESS_ENV, **(env_extra or {})}
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "run.py"), *args], cwd=kw.pop("cwd", ROOT),
+                          env=env, capture_output=True, text=True, timeout=kw.pop("timeout", 300))
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def rows(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_run_writes_documented_files(tmp_path):
+    out = tmp_path / "run"
+    run_app([*SMALL, "problem.lam=0.1", f"hydra.run.dir={out}"])
+    for name in ("config.yaml", "metrics.jsonl", "summary.json", "plots/curves.png", "plots/spectrum.png"):
+        assert (out / name).exists(), name
+    data = rows(out)
+    assert [r["step"] for r in data] == sorted({r["step"] for r in data}) and data[-1]["step"] == 60
+    for key in ("t", "sim/mse", "sim/train_loss", "sim/in_sample_error", "sim/rank_fraction",
+                "theory/population/mse", "theory/longtime/mse"):
+        assert key in data[-1], key
+    assert data[-1]["t"] == pytest.approx(60 * 0.05)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "ok" and summary["steps_done"] == 60
+    assert summary["problem"]["n"] == 288 and "torch" in summary["versions"]
+    assert "d: 12" in (out / "config.yaml").read_text()
+
+
+def test_record_every_k_steps(tmp_path):
+    out = tmp_path / "run"
+    run_app([*SMALL, "theory=[]", "record.every=25", f"hydra.run.dir={out}"])
+    assert [r["step"] for r in rows(out)] == [0, 25, 50, 60]
+
+
+def test_wandb_offline_run_reads_back_with_wandb_tooling(tmp_path):
+    """The offline run's history holds sim/ and theory/ series (read with `wandb leet inspect`)."""
+    out = tmp_path / "run"
+    run_app([*SMALL[:-1], "tracking.wandb.mode=offline", f"hydra.run.dir={out}"],
+            env_extra={"WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path)})
+    run_files = list((out / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(run_files) == 1
+    wandb_cli = Path(sys.executable).with_name("wandb")
+    proc = subprocess.run([str(wandb_cli), "leet", "inspect", "--json", str(run_files[0])],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    history = [json.loads(line) for line in proc.stdout.splitlines() if '"history"' in line]
+    text = "\n".join(json.dumps(h) for h in history)
+    assert "sim/mse" in text and "theory/population/mse" in text and "theory/longtime/train_loss" in text
+    assert len(history) >= 20
+
+
+def test_multirun_two_jobs_and_sweep_summary(tmp_path):
+    sweep = tmp_path / "sweep"
+    run_app(["-m", *SMALL, "problem.lam=0.1", "problem.alpha=1,2", f"hydra.sweep.dir={sweep}"])
+    summaries = [json.loads((sweep / j / "summary.json").read_text()) for j in ("0", "1")]
+    assert [s["problem"]["alpha"] for s in summaries] == [1.0, 2.0]
+    table = json.loads((sweep / "sweep_summary.json").read_text())
+    assert {r["status"] for r in table} == {"ok"} and len(table) == 2
+
+
+def test_failing_job_does_not_stop_the_sweep(tmp_path):
+    """A diverging job is recorded as failed; the other job still runs; the table says why."""
+    sweep = tmp_path / "sweep"
+    proc = run_app(["-m", *SMALL, "trainer.h=0.05,50", f"hydra.sweep.dir={sweep}"])
+    table = json.loads((sweep / "sweep_summary.json").read_text())
+    status = {r["job"]: r["status"] for r in table}
+    assert status == {"0": "ok", "1": "diverged"}
+    assert "1/2 jobs ok" in proc.stdout and "smaller step" in proc.stdout
+
+
+@pytest.mark.parametrize("override,needle", [
+    ("problem.kappa=-1", "problem.kappa must be"), ("trainer.h=0", "trainer.h=0.0 is out of range"),
+    ("device=tpu", "device must be one of"), ("precision=fp16", "precision must be one of"),
+    ("problem.d=abc", "problem.d"), ("problem.d=20000", "needs about"),
+])
+def test_bad_config_fails_before_work_with_a_clear_message(tmp_path, override, needle):
+    proc = run_app([*SMALL, override, f"hydra.run.dir={tmp_path / 'run'}"], check=False,
+                   env_extra={"HYDRA_FULL_ERROR": "0"})
+    assert proc.returncode != 0
+    assert needle in proc.stdout + proc.stderr
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_divergence_stops_with_message_and_keeps_metrics(tmp_path):
+    out = tmp_path / "run"
+    proc = run_app([*SMALL, "trainer.h=50", "record.points=60", "theory=[population]", f"hydra.run.dir={out}"],
+                   check=False)
+    assert proc.returncode == 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "diverged" and "trainer.h" in summary["error"] and "step" in summary["error"]
+    assert len(rows(out)) >= 1 and rows(out)[0]["step"] == 0
+    assert "diverged" in summary["theory/population/error"]  # a failing theory is recorded, not fatal
+
+
+LONG = ["problem.d=12", "problem.alpha=2", "problem.lam=0.05", "trainer.steps=10000", "record.points=200",
+        "record.spectrum_points=3", "precision=fp64", "theory=[population]", "tracking.wandb.mode=disabled",
+        "tracking.plots=false", "progress=false"]
+
+
+def _start(args):
+    env = {**os.environ, **SUBPROCESS_ENV}
+    return subprocess.Popen([sys.executable, str(ROOT / "scripts" / "run.py"), *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_for(path, proc, timeout=120):
+    t0 = time.time()
+    while not path.exists():
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.time() - t0 < timeout
+        time.sleep(0.01)
+
+
+def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
+    """Kill -9 mid-run, resume=true in the same folder: the metrics equal an uninterrupted run bitwise (fp64, CPU)."""
+    ref = tmp_path / "ref"
+    run_app([*LONG, f"hydra.run.dir={ref}"])
+    out = tmp_path / "killed"
+    proc = _start([*LONG, "checkpoint.every=200", f"hydra.run.dir={out}"])
+    _wait_for(out / "checkpoint.pt", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "summary.json").exists()  # it really died mid-way
+    run_app([*LONG, "checkpoint.every=200", "resume=true", f"hydra.run.dir={out}"])
+    a, b = rows(ref), rows(out)
+    assert [r["step"] for r in a] == [r["step"] for r in b]
+    assert a == b
+    sa = np.load(ref / "spectra.npz")
+    sb = np.load(out / "spectra.npz")
+    assert sorted(sa.files) == sorted(sb.files)
+    for k in sa.files:
+        np.testing.assert_array_equal(sa[k], sb[k])
+
+
+def test_sigterm_checkpoints_and_exits_cleanly(tmp_path):
+    out = tmp_path / "run"
+    proc = _start([*LONG, "checkpoint.every=0", f"hydra.run.dir={out}"])
+    _wait_for(out / "metrics.jsonl", proc)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 143
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and 0 < summary["steps_done"] < 10000
+    assert (out / "checkpoint.pt").exists()
+    run_app([*LONG, "resume=true", f"hydra.run.dir={out}"])
+    assert json.loads((out / "summary.json").read_text())["steps_done"] == 10000
+
+
+def test_wandb_group_names():
+    from quadflow.cli.app import wandb_group
+
+    assert wandb_group("double_descent", "12-00-00-123") == "double_descent-12-00-00-123"
+    assert wandb_group("null", "12-00-00-123") == "12-00-00-123"
+    assert wandb_group("spectrum", None) == "spectrum" and wandb_group(None, None) is None
