@@ -325,7 +325,10 @@ def measure(steppers: dict, flops: dict, peaks: dict, precision: str, device: to
 
     Each stepper takes one warm-up step; their mean time sets the number of timed
     rounds (see ``TARGET_SECONDS``), and each round steps every stepper once in
-    turn, so that steppers compared with each other see the same load. On a CPU,
+    turn (in reverse order every other round), so that steppers compared with
+    each other see the same load and none is always first. Without warm-up (a
+    long CPU step, timed once) the first stepper also pays the first touch of
+    the chunk temporaries. On a CPU,
     ``cpu_utilisation`` (process CPU time / wall time / threads) well below 1
     means that other processes shared the cores during the timing.
     """
@@ -350,8 +353,8 @@ def measure(steppers: dict, flops: dict, peaks: dict, precision: str, device: to
         repeats = max(min_repeats[device.type], min(MAX_REPEATS, repeats))
     wall = {key: [] for key in steppers}
     cpu = dict.fromkeys(steppers, 0.0)
-    for _ in range(repeats):
-        for key in steppers:
+    for i in range(repeats):
+        for key in (list(steppers) if i % 2 == 0 else list(steppers)[::-1]):
             seconds, cpu_seconds = timed(key)
             wall[key].append(seconds)
             cpu[key] += cpu_seconds
