@@ -21,13 +21,19 @@ def wandb_group(experiment: str | None, sweep_folder: str | None) -> str | None:
     return "-".join(parts) or None
 
 
+def sweep_folder(sweep_dir: str) -> str:
+    """``<date>_<time>`` of a sweep folder ``multirun/<date>/<time>`` (its last two parts)."""
+    parts = Path(sweep_dir).parts[-2:]
+    return "_".join(parts)
+
+
 def run_hydra_job(cfg, hydra_cfg) -> dict:
     """:func:`quadflow.cli.job.run_job` in the Hydra output folder; W&B group = experiment name or sweep folder."""
     from hydra.types import RunMode
 
     out_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
-    group = wandb_group(hydra_cfg.runtime.choices.get("experiment"), Path(hydra_cfg.sweep.dir).name if multirun else None)
+    group = wandb_group(hydra_cfg.runtime.choices.get("experiment"), sweep_folder(hydra_cfg.sweep.dir) if multirun else None)
     name = hydra_cfg.job.override_dirname or out_dir.name
     if multirun:
         name = f"{hydra_cfg.job.num}:{name}"

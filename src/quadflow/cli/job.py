@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import platform
+import shutil
 import time
-import traceback
 import warnings
 from pathlib import Path
 
@@ -24,20 +25,39 @@ from quadflow.cli.schema import check_config
 from quadflow.io import atomic_write_text, dumps
 from quadflow.logging import JsonlSink, Tracker
 from quadflow.runtime import cpu_threads, init_from_env, resolve_device, world
+from quadflow.runtime.distributed import shared_path
 from quadflow.theory.predictions import Prediction, RunInfo
 from quadflow.train import METRICS, DivergenceError, SignalStop, load_checkpoint, record_schedule, spectrum_schedule
 
 EXIT_CODES = {"ok": 0, "diverged": 1, "failed": 1, "interrupted": 143}
 SIM_KEYS = ("problem", "trainer", "optim", "student", "teacher", "data", "seed", "precision", "record")
+log = logging.getLogger("quadflow")
+
+
+def config_values(cfg, *keys: str) -> dict:
+    """The resolved subtrees ``keys`` of ``cfg`` as plain containers."""
+    out = {}
+    for k in keys:
+        node = OmegaConf.select(cfg, k)
+        out[k] = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+    return out
 
 
 def config_hash(cfg, *keys: str) -> str:
     """Hash of the resolved config subtrees that determine a result (cache keys)."""
-    sub = {}
-    for k in keys:
-        node = OmegaConf.select(cfg, k)
-        sub[k] = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
-    return hashlib.sha256(json.dumps(sub, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(config_values(cfg, *keys), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested dicts, as ``key (old -> new)``."""
+    out = []
+    for k in sorted(set(old) | set(new), key=str):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += changed_keys(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k} ({a!r} -> {b!r})")
+    return out
 
 
 def final_gaps(last: dict) -> dict:
@@ -72,6 +92,7 @@ class Job:
             torch.set_num_threads(cpu_threads(cfg.cpu_threads, self.problem.d))
         init_from_env(device)
         self.is_main = world()[0] == 0  # under torchrun only rank 0 writes files and logs
+        self.out = self._shared_folder(self.out)
         callbacks = build_callbacks(cfg)
         self.signals = next((cb for cb in callbacks if isinstance(cb, SignalStop)), None)
         self.checkpointer = build(cfg.checkpoint, "checkpoint", path=self.out / "checkpoint.pt", state=self.state)
@@ -87,25 +108,49 @@ class Job:
         self.predictions: dict[str, Prediction] = {}
         self.tracker: Tracker | None = None
 
+    def _shared_folder(self, own: Path) -> Path:
+        """Rank 0's folder for every rank; the folder Hydra made for another rank is removed when it holds
+        nothing but Hydra's own files (``.hydra/``, the log)."""
+        shared = Path(shared_path(str(own)))
+        if shared != own and own.exists() and all(p.name in (".hydra", "run.log", "run.py.log") for p in own.iterdir()):
+            shutil.rmtree(own, ignore_errors=True)
+        return shared
+
     # -- state ------------------------------------------------------------------------------------------
     def state(self) -> dict:
         """Everything a resume needs (written by the checkpointer on rank 0)."""
         wb = self.tracker.wandb if self.tracker else None
-        return {"key": self.sim_key, "simulation": self.sim.state_dict(), "spectra": self.spectra,
-                "theory": self.theory_cache, "wandb_id": wb.run_id if wb else None}
+        return {"key": self.sim_key, "config": config_values(self.cfg, *SIM_KEYS),
+                "simulation": self.sim.state_dict(), "spectra": self.spectra, "theory": self.theory_cache,
+                "wandb_id": wb.run_id if wb else None, "interrupted": self.interrupted()}
 
     def save(self) -> None:
         if self.is_main:
             self.checkpointer.save()
 
     def restore(self) -> dict | None:
-        """Load the checkpoint of ``resume=true`` (None when starting afresh)."""
-        if not self.cfg.resume:
-            return None
-        state = load_checkpoint(self.out / "checkpoint.pt", expected_key=self.sim_key)
+        """Load the checkpoint in the run's folder (None when starting afresh).
+
+        ``resume=true`` continues whatever checkpoint is there; ``auto`` (the default) continues one
+        whose run was stopped by a signal (a pre-emption, a SLURM time limit, Ctrl-C), so a requeued
+        job goes on where it stopped; ``false`` starts over. A checkpoint written with other values of
+        the keys that determine the trajectory is refused, naming them.
+        """
+        mode = str(self.cfg.resume).lower()
+        path = self.out / "checkpoint.pt"
+        state = load_checkpoint(path) if mode in ("true", "auto") else None
         if state is None:
-            warnings.warn(f"resume=true but no checkpoint in {self.out}: starting from step 0", RuntimeWarning)
+            if mode == "true":
+                warnings.warn(f"resume=true but no checkpoint in {self.out}: starting from step 0", RuntimeWarning)
             return None
+        if mode == "auto" and not state.get("interrupted"):
+            return None
+        if state.get("key") != self.sim_key:
+            diff = changed_keys(state.get("config", {}), config_values(self.cfg, *SIM_KEYS))
+            raise ConfigError(f"{path} was written by a run with a different configuration ("
+                              + (", ".join(diff) or "older format") + "); resume with the same overrides, "
+                              "or use a new hydra.run.dir")
+        log.info(f"resuming from {path} at step {state['simulation']['trainer']['step']}")
         self.sim.load_state_dict(state["simulation"])
         self.spectra, self.theory_cache = dict(state["spectra"]), dict(state["theory"])
         return state
@@ -183,7 +228,7 @@ class Job:
         except DivergenceError as err:
             return "diverged", str(err)
         except Exception as err:  # recorded in the summary so that a sweep goes on
-            traceback.print_exc()
+            log.error(f"run failed: {type(err).__name__}: {err}", exc_info=True)
             return "failed", f"{type(err).__name__}: {err}"
         finally:
             if self.signals is not None:
@@ -194,10 +239,18 @@ class Job:
                 warnings.warn(f"could not write the final checkpoint: {err}", RuntimeWarning)
 
     def run(self) -> dict:
+        """Restore, fit, finish; a pre-emption signal is then handed on (submitit requeues the job)."""
         state = self.restore()
         self.open_tracker(state)
+        log.info(f"{self.problem} | {type(self.sim.student).__name__} | {type(self.sim.optimizer).__name__} "
+                 f"h={self.sim.h:g} steps={self.cfg.trainer.steps} | {self.sim.device} {self.cfg.precision} "
+                 f"route={self.sim.route} | theories: {', '.join(self.theories) or 'none'} | {self.out}")
         status, error = self.fit()
-        return self.finish(status, error)
+        summary = self.finish(status, error)
+        log.info(one_line_report(summary, self.out))
+        if status == "interrupted" and self.signals is not None:
+            self.signals.forward()
+        return summary
 
     # -- the end ----------------------------------------------------------------------------------------
     def finish(self, status: str, error: str | None) -> dict:

@@ -60,7 +60,7 @@ class RunConfig:
     precision: str = "fp32"     # fp64 | fp32 | tf32 | bf16
     seed: int = 0
     cpu_threads: Optional[int] = None  # torch CPU threads (None: about one per 128 of d)
-    resume: bool = False
+    resume: Any = "auto"        # auto | true | false (see quadflow.cli.job.Job.restore)
     progress: bool = True       # progress bars (shown on terminals only)
     experiment: Optional[Any] = None
     figure: Optional[str] = None  # figure maker run at the end (quadflow.viz.figures), set by experiment presets
@@ -84,4 +84,6 @@ def check_config(cfg) -> None:
     if cfg.cpu_threads is not None:
         _require(cfg.cpu_threads >= 1, "cpu_threads", cfg.cpu_threads, ">= 1 or null")
     mode = cfg.tracking.wandb.mode if cfg.tracking.get("wandb") else "disabled"
-    _require(mode in ("offline", "online", "disabled"), "tracking.wandb.mode", mode, "offline | online | disabled")
+    _require(mode in (None, "offline", "online", "disabled"), "tracking.wandb.mode", mode,
+             "offline | online | disabled | null (W&B's WANDB_MODE, else offline)")
+    _require(str(cfg.resume).lower() in ("auto", "true", "false"), "resume", cfg.resume, "auto | true | false")

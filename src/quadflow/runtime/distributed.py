@@ -19,22 +19,46 @@ def world() -> tuple[int, int]:
     return 0, 1
 
 
-def _export_slurm_env() -> None:
-    """Under a multi-task SLURM job (Hydra's submitit launcher, ``tasks_per_node`` > 1) set
-    RANK/WORLD_SIZE/MASTER_ADDR/... from SLURM's variables with submitit's helper."""
-    if "WORLD_SIZE" in os.environ or int(os.environ.get("SLURM_NTASKS", "1")) <= 1:
-        return
-    from submitit.helpers import TorchDistributedEnvironment
+def first_host(nodelist: str) -> str:
+    """The first host name of a SLURM node list (``node[03-05,7],gpu2`` -> ``node03``)."""
+    head = nodelist.split(",")[0] if "[" not in nodelist.split(",")[0] else nodelist[:nodelist.index("]") + 1]
+    if "[" not in head:
+        return head
+    prefix, ranges = head.split("[", 1)
+    return prefix + ranges.rstrip("]").split(",")[0].split("-")[0]
 
-    TorchDistributedEnvironment().export()
+
+def export_slurm_env(env=os.environ) -> None:
+    """Under a multi-task SLURM step (``srun -n N``, ``salloc``, or submitit's ``tasks_per_node`` > 1),
+    set ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT`` from SLURM's variables.
+
+    Nothing is changed when torchrun already set them or when the step has one task. The port is
+    derived from the job id, so every task of the step agrees on it without talking.
+    """
+    if "WORLD_SIZE" in env or int(env.get("SLURM_NTASKS", "1")) <= 1 or "SLURM_PROCID" not in env:
+        return
+    env.setdefault("RANK", env["SLURM_PROCID"])
+    env.setdefault("WORLD_SIZE", env["SLURM_NTASKS"])
+    env.setdefault("LOCAL_RANK", env.get("SLURM_LOCALID", "0"))
+    env.setdefault("MASTER_ADDR", first_host(env.get("SLURM_JOB_NODELIST", env.get("SLURM_NODELIST", "localhost"))))
+    env.setdefault("MASTER_PORT", str(20000 + int(env.get("SLURM_JOB_ID", "0")) % 20000))
+
+
+def shared_path(path: str) -> str:
+    """Rank 0's value of ``path`` on every rank (one run folder for all the processes of a run)."""
+    if world()[1] == 1:
+        return path
+    box = [path]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def init_from_env(device: torch.device) -> bool:
-    """Initialise the process group when launched by torchrun or a multi-task SLURM job.
+    """Initialise the process group when launched by torchrun or a multi-task SLURM step.
 
     Uses NCCL for CUDA and gloo for CPU. Returns True when a group is active.
     """
-    _export_slurm_env()
+    export_slurm_env()
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return False
     if not dist.is_initialized():

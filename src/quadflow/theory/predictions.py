@@ -6,6 +6,7 @@ seeds). A prediction's rows carry keys ``theory/<name>/<metric>`` at the recorde
 """
 from __future__ import annotations
 
+import logging
 import warnings
 from dataclasses import dataclass, field
 from typing import Callable
@@ -148,21 +149,25 @@ class DMFT:
                           "mixes optimisers", RuntimeWarning)
         res = solve_dmft(run.problem.realised(), h=run.h, steps=run.steps, d_eff=self.d_eff, samples=self.samples,
                          seed=self.seed, device=run.device, tol=self.tol, max_iter=self.max_iter,
-                         noisy_test=run.noisy_test, callback=self._progress() if run.progress else None)
+                         noisy_test=run.noisy_test, callback=self._progress(run.progress))
         return Prediction(self.name, curves=_curves(res), summary={
             "converged": bool(res["converged"]), "iterations": int(res["iterations"]),
             "residual": float(res["residuals"][-1]) if len(res["residuals"]) else None,
             "wall_time_s": float(res["wall_time"]), "d_eff": self.d_eff, "samples": self.samples})
 
-    def _progress(self):
+    def _progress(self, bar: bool):
+        """Each iteration to the ``quadflow`` logger, and to a tqdm bar on terminals when ``bar``."""
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=self.max_iter, desc="DMFT iterations", unit="it", disable=None)
+        pbar = tqdm(total=self.max_iter, desc="DMFT iterations", unit="it", disable=None) if bar else None
+        log = logging.getLogger("quadflow")
 
         def callback(iteration: int, residual: float) -> None:
-            bar.update(1)
-            bar.set_postfix(residual=f"{residual:.2e}")
-            if residual < self.tol:
-                bar.close()
+            log.info(f"DMFT iteration {iteration}: kernel residual {residual:.3e} (tol {self.tol:g})")
+            if pbar is not None:
+                pbar.update(1)
+                pbar.set_postfix(residual=f"{residual:.2e}")
+                if residual < self.tol:
+                    pbar.close()
 
         return callback

@@ -1,11 +1,11 @@
 """Training: the loop (``loss.backward(); optimizer.step()``), its callbacks, metrics and schedules."""
-from quadflow.train.callbacks import (Callback, Checkpointer, DivergenceError, DivergenceGuard, SignalStop,
-                                      load_checkpoint, save_checkpoint)
+from quadflow.train.callbacks import (Callback, Checkpointer, DivergenceError, DivergenceGuard, ProgressLog,
+                                      SignalStop, load_checkpoint, save_checkpoint)
 from quadflow.train.loop import Trainer
 from quadflow.train.metrics import METRICS, RANK_TOL, Evaluator, collect, mse
 from quadflow.train.schedules import log_schedule, record_schedule, spectrum_schedule
 from quadflow.train.simulation import Simulation, simulate
 
 __all__ = ["METRICS", "RANK_TOL", "Callback", "Checkpointer", "DivergenceError", "DivergenceGuard", "Evaluator",
-           "SignalStop", "Simulation", "Trainer", "collect", "load_checkpoint", "log_schedule", "mse",
+           "ProgressLog", "SignalStop", "Simulation", "Trainer", "collect", "load_checkpoint", "log_schedule", "mse",
            "record_schedule", "save_checkpoint", "simulate", "spectrum_schedule"]

@@ -5,8 +5,11 @@ keep across a resume it returns from ``state_dict`` (saved in the checkpoint).
 """
 from __future__ import annotations
 
+import logging
 import math
 import signal
+import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -92,16 +95,20 @@ class DivergenceGuard(Callback):
 
 
 class SignalStop(Callback):
-    """SIGINT/SIGTERM (a SLURM pre-emption, Ctrl-C) end the run cleanly after the current step.
+    """SIGINT, SIGTERM and SIGUSR2 (Ctrl-C, a SLURM pre-emption or time limit) end the run cleanly
+    after the current step.
 
     ``received`` holds the signal number. Handlers are installed for the fit only, and not at
-    all off the main thread (some launchers), where Python cannot install them.
+    all off the main thread (some launchers), where Python cannot install them. The handler
+    that was there before (submitit's, which requeues the job) is kept in ``previous`` so that
+    the job can hand the signal on once its checkpoint is written (:meth:`forward`).
     """
 
-    def __init__(self, signals=("SIGINT", "SIGTERM")):
-        self.signals = [getattr(signal, s) if isinstance(s, str) else s for s in signals]
+    def __init__(self, signals=("SIGINT", "SIGTERM", "SIGUSR2")):
+        self.signals = [getattr(signal, s) if isinstance(s, str) else s for s in signals
+                        if not isinstance(s, str) or hasattr(signal, s)]
         self.received: int | None = None
-        self._old: dict = {}
+        self.previous: dict = {}
 
     def _handle(self, signum, frame):
         self.received = signum
@@ -109,17 +116,56 @@ class SignalStop(Callback):
     def on_fit_start(self, trainer):
         for sig in self.signals:
             try:
-                self._old[sig] = signal.signal(sig, self._handle)
+                old = signal.signal(sig, self._handle)
             except ValueError:
-                pass
+                continue
+            if old is not self._handle:
+                self.previous[sig] = old
 
     def on_step_end(self, trainer):
         return self.received is not None
 
     def on_fit_end(self, trainer):
-        for sig, old in self._old.items():
+        for sig, old in self.previous.items():
             signal.signal(sig, old)
-        self._old.clear()
+
+    def forward(self) -> None:
+        """Call the handler that was installed before ours for the received signal, if it was a
+        Python function (submitit's checkpoint-and-requeue); default and ignore handlers are not called."""
+        old = self.previous.get(self.received)
+        if callable(old) and old not in (signal.default_int_handler,):
+            old(self.received, None)
+
+
+class ProgressLog(Callback):
+    """Progress lines on the ``quadflow`` logger about every ``fraction`` of the steps (step, t, train loss,
+    rate, ETA), for batch jobs: silent when stderr is a terminal, where the tqdm bar shows."""
+
+    def __init__(self, fraction: float = 0.05, force: bool = False):
+        if not 0 < fraction <= 1:
+            raise ValueError(f"callbacks.progress.fraction={fraction!r} is out of range: allowed (0, 1]")
+        self.fraction, self.force = fraction, force
+        self.enabled, self._start, self._t0, self._next, self._every, self._loss = False, 0, 0.0, 0, 1, float("nan")
+
+    def on_fit_start(self, trainer):
+        self.enabled = self.force or not sys.stderr.isatty()
+        self._t0, self._start = time.time(), trainer.step
+        self._every = max(1, int(round(self.fraction * max(trainer.steps, 1))))
+        self._next = (trainer.step // self._every + 1) * self._every
+
+    def on_evaluate(self, trainer, loss, stats):
+        self._loss = stats.train_loss
+
+    def on_step_end(self, trainer):
+        if not self.enabled or trainer.step < self._next:
+            return False
+        self._next += self._every
+        rate = (trainer.step - self._start) / max(time.time() - self._t0, 1e-9)
+        eta = (trainer.steps - trainer.step) / rate if rate > 0 else float("nan")
+        logging.getLogger("quadflow").info(
+            f"step {trainer.step}/{trainer.steps} ({100 * trainer.step / max(trainer.steps, 1):.0f} %) "
+            f"t={trainer.step * trainer.h:g} train_loss={self._loss:.4g} {rate:.1f} steps/s ETA {eta:.0f} s")
+        return False
 
 
 def save_checkpoint(path: Path, state: dict) -> None:

@@ -1,0 +1,80 @@
+"""Several processes of one run agree on one folder (torchrun, srun without submitit); a job pre-empted by
+its time-limit signal checkpoints, is requeued by submitit and continues where it stopped."""
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+RUN = str(ROOT / "scripts" / "run.py")
+ARGS = ["problem.d=16", "problem.alpha=40", "problem.lam=0.05", "trainer.steps=30", "precision=fp64", "theory=[]",
+        "tracking.wandb.mode=disabled", "tracking.plots=false", "progress=false", "device=cpu", "record.points=10"]
+ENV = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def _run_folders(base: Path) -> list[Path]:
+    return sorted(p for p in (base / "outputs").glob("*/*") if p.is_dir())
+
+
+def _metrics(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_srun_tasks_without_submitit_share_one_folder(tmp_path):
+    """`srun -n 2 python scripts/run.py ...`: RANK etc. come from SLURM's variables (no submitit), the ranks
+    meet at rank 0's address and port, rank 0 picks the folder, and the result equals one process's."""
+    single = tmp_path / "single"
+    subprocess.run([sys.executable, RUN, *ARGS, f"hydra.run.dir={single}"], cwd=ROOT, env=ENV, check=True,
+                   capture_output=True, timeout=300)
+    slurm = {"SLURM_NTASKS": "2", "SLURM_JOB_ID": "4242", "SLURM_JOB_NODELIST": "localhost"}
+    procs = [subprocess.Popen([sys.executable, RUN, *ARGS], cwd=tmp_path, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True,
+                              env={**ENV, **slurm, "SLURM_PROCID": str(r), "SLURM_LOCALID": str(r)})
+             for r in range(2)]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    folders = _run_folders(tmp_path)
+    assert len(folders) == 1, folders  # the folder Hydra made for rank 1 was removed
+    assert json.loads((folders[0] / "summary.json").read_text())["world_size"] == 2
+    a, b = _metrics(single), _metrics(folders[0])
+    np.testing.assert_allclose([r["sim/mse"] for r in b], [r["sim/mse"] for r in a], rtol=1e-9)
+
+
+def test_torchrun_without_run_dir_makes_one_folder(tmp_path):
+    torchrun = Path(sys.executable).with_name("torchrun")
+    proc = subprocess.run([str(torchrun), "--nproc_per_node=2", "--master_port=29533", RUN, *ARGS], cwd=tmp_path,
+                          env=ENV, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    folders = _run_folders(tmp_path)
+    assert len(folders) == 1 and (folders[0] / "metrics.jsonl").exists(), folders
+
+
+@pytest.mark.slow
+def test_submitit_timeout_requeues_and_resumes(tmp_path):
+    """submitit's local executor, a 1-minute limit (USR2 30 s before it), a job needing about 2.5 minutes: the
+    job checkpoints on the signal, is requeued with the same overrides, resumes in its folder and finishes
+    all its steps on one unbroken time axis. Measured wall time: see docs/reliability.md."""
+    sweep = tmp_path / "sweep"
+    steps = 6000
+    args = ["-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=1", "+hydra.launcher.max_num_timeout=6",
+            "problem.d=24", "problem.alpha=60", f"trainer.steps={steps}", "theory=[]", "tracking=local",
+            "tracking.plots=false", "checkpoint.every=500", "record.points=80", "precision=fp64", "device=cpu",
+            f"hydra.sweep.dir={sweep}"]
+    t0 = time.time()
+    proc = subprocess.run([sys.executable, RUN, *args], cwd=ROOT, env=ENV, capture_output=True, text=True,
+                          timeout=900)
+    wall = time.time() - t0
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads((sweep / "0" / "summary.json").read_text())
+    assert summary["status"] == "ok" and summary["steps_done"] == steps, summary
+    rows = _metrics(sweep / "0")
+    steps_seen = [r["step"] for r in rows]
+    assert steps_seen == sorted(set(steps_seen)) and steps_seen[0] == 0 and steps_seen[-1] == steps
+    logs = "".join(p.read_text() for p in (sweep / ".submitit").rglob("*.err")) if (sweep / ".submitit").exists() else ""
+    print(f"requeue test wall time {wall:.0f} s; resumed {logs.count('resuming from')} times")
+    assert wall > 60  # it really outlived one allocation
