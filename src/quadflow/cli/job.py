@@ -262,6 +262,12 @@ class Job:
         summary = self.summary(status, error)
         if self.is_main:
             atomic_write_text(self.out / "summary.json", dumps(summary, indent=2))
+        self.tracker.log_overlays()
+        dens = next((p for p in self.predictions.values() if p.density is not None), None)
+        self.tracker.log_spectrum_overlay(self.spectra, self.sim.h, dens.density if dens else None,
+                                          label=f"theory: {dens.name}" if dens else "theory")
+        self.tracker.log_artifact(None, "run-files", [self.out / f for f in
+                                  ("metrics.jsonl", "summary.json", "spectra.npz", "config.yaml")])
         self.tracker.finish({k: v for k, v in summary.items() if not isinstance(v, dict)}, EXIT_CODES[status])
         return summary
 
