@@ -188,7 +188,7 @@ class Job:
         sim, cfg = self.sim, self.cfg
         return RunInfo(problem=self.problem, h=sim.h, steps=cfg.trainer.steps, schedule=self.schedule,
                        spectrum_steps=self.spectrum_steps, seeds=sim.seeds, s_star=sim.s_star,
-                       make_optimizer=build(cfg.optim, "optim"), optimizer_name=type(sim.optimizer).__name__,
+                       make_optimizer=sim.make_optimizer, optimizer_name=type(sim.optimizer).__name__,
                        noisy_test=sim.spec.noisy_test, device=cfg.device, progress=cfg.progress)
 
     def compute_theories(self) -> None:

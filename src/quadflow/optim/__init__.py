@@ -34,9 +34,14 @@ def by_name(name: str, h: float, **params) -> Callable:
     return functools.partial(cls, **{"lr": h, **defaults, **params})
 
 
+def optimizer_factory(optim: str | Callable, h: float, params: dict | None = None) -> Callable:
+    """``params -> Optimizer``: :func:`by_name` for a preset name, ``optim`` itself for a callable."""
+    return by_name(optim, h, **(params or {})) if isinstance(optim, str) else optim
+
+
 def uses_closure(optimizer: torch.optim.Optimizer) -> bool:
     """Whether ``optimizer.step`` must be given a closure (RK4, L-BFGS)."""
     return bool(getattr(optimizer, "uses_closure", False)) or isinstance(optimizer, torch.optim.LBFGS)
 
 
-__all__ = ["PRESETS", "RK4", "by_name", "uses_closure"]
+__all__ = ["PRESETS", "RK4", "by_name", "optimizer_factory", "uses_closure"]

@@ -15,7 +15,7 @@ import torch
 
 from quadflow.data import Seeds, teacher_matrix
 from quadflow.models import PopulationObjective, QuadraticNetwork
-from quadflow.optim import by_name
+from quadflow.optim import optimizer_factory
 from quadflow.problem import Problem
 from quadflow.train import DivergenceGuard, Evaluator, Trainer, collect, log_schedule
 
@@ -40,7 +40,7 @@ def solve_population(p: Problem, h: float = 0.05, steps: int = 400, d_eff: int |
     seeds = seeds if seeds is not None else Seeds.from_master(seed)
     s_star = teacher_matrix(q, seeds.teacher).to(device, dtype)
     student = QuadraticNetwork(d=q.d, m=q.m, sigma0=q.sigma0, seed=seeds.init, dtype=dtype, device=device)
-    make_optimizer = by_name(optim, h, **(optim_params or {})) if isinstance(optim, str) else optim
+    make_optimizer = optimizer_factory(optim, h, optim_params)
     trainer = Trainer(h, steps, callbacks=[DivergenceGuard()])
     trainer.setup(student, PopulationObjective(s_star, Delta=q.Delta, lam=q.lam, m=q.m),
                   make_optimizer(student.parameters()))

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from quadflow.problem import Problem
+from quadflow.theory.dmft import CURVES
 
-CURVES = ("mse", "test_error", "train_loss", "in_sample_error")
 
 
 @dataclass

@@ -9,7 +9,7 @@ from torch import nn
 
 from quadflow.data import DataSpec, Dataset, HeldOut
 from quadflow.models import EmpiricalObjective, QuadraticNetwork, check_student, choose_route, teacher_network
-from quadflow.optim import by_name
+from quadflow.optim import optimizer_factory
 from quadflow.problem import Problem, check_domain
 from quadflow.runtime import check_fits, estimate_bytes, resolve_device, resolve_precision, world
 from quadflow.train.batches import MinibatchSampler, check_batch_size
@@ -92,7 +92,7 @@ class Simulation:
             trainer = Trainer(h, batch_size=batch_size, callbacks=callbacks, progress=progress)
         h, batch_size = trainer.h, trainer.batch_size
         spec = data if data is not None else DataSpec(**data_options)
-        make_optimizer = by_name(optim, h, **(optim_params or {})) if isinstance(optim, str) else optim
+        self.make_optimizer = optimizer_factory(optim, h, optim_params)
         self.p, self.h, self.spec = p, h, spec
         self.device, self.precision = resolve_device(device), resolve_precision(precision)
         self.route = choose_route(spec.route, spec.design, p.m, p.d)
@@ -107,7 +107,7 @@ class Simulation:
         self.s_star = teacher_net.S().to(self.device, ct)
         self.student = build_network(student, p, p.m, self.seeds.init, device=self.device, dtype=ct)
         check_student(self.student, p.d, ct, spec.design)
-        self.optimizer = build_optimizer(make_optimizer, self.student.parameters())
+        self.optimizer = build_optimizer(self.make_optimizer, self.student.parameters())
         rank, world_size = world()
         self.data = Dataset(p, self.s_star, self.seeds, design=spec.design, storage=spec.storage,
                             dtype=self.precision.storage, compute_dtype=ct, device=self.device, rank=rank,
