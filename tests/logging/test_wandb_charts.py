@@ -117,7 +117,8 @@ def test_unset_mode_and_project_leave_the_wandb_environment_in_force(monkeypatch
     assert kwargs() == {"mode": "offline", "project": "quadflow", "job_type": "train"}
     monkeypatch.setenv("WANDB_MODE", "online")
     monkeypatch.setenv("WANDB_PROJECT", "from-env")
-    assert kwargs() == {"job_type": "train"}  # wandb.init reads WANDB_MODE / WANDB_PROJECT itself
+    # the environment decides, read at start (W&B's settings singleton may have read it earlier in the process)
+    assert kwargs() == {"mode": "online", "project": "from-env", "job_type": "train"}
     assert kwargs(mode="offline", project="cli", run_id="abc") == {
         "mode": "offline", "project": "cli", "id": "abc", "resume": "allow", "job_type": "train"}
 

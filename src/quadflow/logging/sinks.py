@@ -69,21 +69,19 @@ class WandbSink:
     @staticmethod
     def init_kwargs(*, mode: str | None, project: str | None, entity: str | None, group: str | None,
                     name: str | None, tags, run_id: str | None, job_type: str | None) -> dict | None:
-        """The arguments for ``wandb.init`` (None: disabled). A value of None is unset and not passed, so W&B's own
-        environment (``WANDB_MODE``, ``WANDB_PROJECT``, ``WANDB_ENTITY``, ...) decides; unset mode without
+        """The arguments for ``wandb.init`` (None: disabled). A value of None is unset: W&B's own environment
+        (``WANDB_MODE``, ``WANDB_PROJECT``, ``WANDB_ENTITY``) decides, read at this call and passed explicitly
+        (W&B's settings singleton may have read the environment earlier in the process); unset mode without
         ``WANDB_MODE`` is "offline", unset project without ``WANDB_PROJECT`` is "quadflow". "disabled" from the
         config or the environment disables."""
-        env_mode = os.environ.get("WANDB_MODE")
-        if "disabled" in (mode, env_mode):
+        env = os.environ
+        if "disabled" in (mode, env.get("WANDB_MODE")):
             return None
-        given = {"mode": mode, "project": project, "entity": entity, "group": group, "name": name, "id": run_id,
+        mode = mode or env.get("WANDB_MODE") or "offline"
+        given = {"mode": mode, "project": project or env.get("WANDB_PROJECT") or DEFAULT_PROJECT,
+                 "entity": entity or env.get("WANDB_ENTITY") or None, "group": group, "name": name, "id": run_id,
                  "job_type": job_type, "tags": list(tags) if tags else None, "resume": "allow" if run_id else None}
-        kwargs = {k: v for k, v in given.items() if v is not None}
-        if mode is None and not env_mode:
-            kwargs["mode"] = "offline"
-        if project is None and not os.environ.get("WANDB_PROJECT"):
-            kwargs["project"] = DEFAULT_PROJECT
-        return kwargs
+        return {k: v for k, v in given.items() if v is not None}
 
     @classmethod
     def start(cls, *, mode: str | None = None, project: str | None = None, entity: str | None = None,
