@@ -4,9 +4,12 @@
     python scripts/figures.py phase_diagram --out docs/results/phase_diagram        # theory only
     python scripts/figures.py spectrum --sweep-dir outputs/<run> --out /tmp/fig --quick --wandb-mode disabled
     python scripts/figures.py double_descent --redraw docs/results/double_descent   # PNG from saved CSV/JSON
+    python scripts/figures.py sweep --sweep-dir multirun/<day>/<time> --x problem.alpha --y sim/mse   # any sweep
 
 Figures: learning_curves, double_descent, overparam, phase_diagram, spectrum, finite_size, universality
-(the presets conf/experiment/<name>.yaml draw theirs at the end of their multirun).
+(the presets conf/experiment/<name>.yaml draw theirs at the end of their multirun), and sweep: the final
+--y (a summary.json key, default sim/mse) against --x (a config key, default the first key the jobs differ
+in), with the theories' values and the learning curves coloured by x.
 """
 import argparse
 import sys
@@ -39,7 +42,12 @@ def main(argv=None) -> int:
     parser.add_argument("--redraw", type=Path, metavar="DIR", help="only redraw <name>.png from saved data in DIR")
     parser.add_argument("--wandb-mode", choices=("offline", "online", "disabled"))
     parser.add_argument("--group", help="W&B group (default: the figure name)")
+    parser.add_argument("--x", help="sweep: the swept config key, e.g. problem.alpha (default: the first that varies)")
+    parser.add_argument("--y", help="sweep: the summary.json key drawn, e.g. sim/mse (default)")
     args = parser.parse_args(argv)
+    options = {k: v for k, v in (("x", args.x), ("y", args.y)) if v is not None}
+    if options and args.name != "sweep":
+        parser.error("--x and --y are options of the sweep figure")
     if args.redraw is not None:
         out = args.out or args.redraw
         draw(FigureData.load(args.redraw, args.name), Path(out) / f"{args.name}.png")
@@ -47,7 +55,8 @@ def main(argv=None) -> int:
         return 0
     if args.out is None and args.sweep_dir is None:
         parser.error("give --sweep-dir (where the jobs are) or --out (theory-only figures)")
-    result = make_figure(args.name, args.sweep_dir, args.out, quick=args.quick, wandb=_wandb_settings(args))
+    result = make_figure(args.name, args.sweep_dir, args.out, quick=args.quick, wandb=_wandb_settings(args),
+                         options=options)
     print("\n".join(result["files"]))
     if result["wandb_id"]:
         print(f"W&B run {result['wandb_id']}")

@@ -3,30 +3,78 @@
     python scripts/run.py                                   # default config (CPU, < 1 min)
     python scripts/run.py problem.d=512 theory=[dmft] device=cuda
     python scripts/run.py -m problem.alpha=0.5,1,2          # sweep, one W&B run per job
+    python scripts/run.py -m experiment=optuna_step_size    # Optuna search of trainer.h
     torchrun --nproc_per_node=2 scripts/run.py ...          # one run, samples sharded
     python scripts/run.py resume=true hydra.run.dir=<dir>   # continue a killed run
+
+Exit codes: 0 ok; 1 a run (or any job of a sweep) failed or diverged; 2 a configuration value out of
+range or a run too large for the machine (one ``error:`` line on stderr, no traceback; a sweep is
+checked point by point before its first job); 143 stopped by a signal.
+
+The task function returns the float a sweeper optimises: the summary value named by ``objective``
+(default ``sim/mse``; see :func:`quadflow.cli.sweeps.objective_value`), NaN when the job failed.
 """
+import logging
+import os
 import sys
+import time
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
 from quadflow.cli.app import register_configs, run_hydra_job
-from quadflow.cli.job import EXIT_CODES, one_line_report
+from quadflow.cli.build import ConfigError
+from quadflow.cli.callbacks import EXIT_CONFIG_ERROR, SweepSummary
+from quadflow.cli.job import EXIT_CODES
+from quadflow.cli.sweeps import STEPS_TO, failed_value, objective_value, record_failure
+from quadflow.io import atomic_write_text, dumps, read_jsonl
+from quadflow.runtime import InsufficientMemoryError
 
 register_configs()
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
-def main(cfg) -> str:
-    summary = run_hydra_job(cfg, HydraConfig.get())
-    print(one_line_report(summary, HydraConfig.get().runtime.output_dir))
-    if HydraConfig.get().mode != RunMode.MULTIRUN and summary["status"] != "ok":
+def main(cfg) -> float:
+    start, hydra_cfg = time.time(), HydraConfig.get()
+    out = Path(hydra_cfg.runtime.output_dir)
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    try:
+        summary = run_hydra_job(cfg, hydra_cfg)
+    except Exception as err:
+        logging.getLogger("quadflow.traceback").error("job raised", exc_info=True)  # run.log only
+        if not multirun:
+            if isinstance(err, (ConfigError, InsufficientMemoryError)):
+                print(f"error: {err} (traceback in {out / 'run.log'})", file=sys.stderr)
+                sys.exit(EXIT_CONFIG_ERROR)
+            raise
+        # under -m a job that raised is recorded, so that the other jobs run and the sweep reports it
+        summary = record_failure(out, err, start) if _rank() == 0 else {"status": "failed", "error": str(err)}
+        print(f"[failed] stage {summary.get('stage')}: {summary['error']} | results in {out}", file=sys.stderr)
+        return failed_value(hydra_cfg.sweeper)
+    value = _objective(cfg, summary, out, failed_value(hydra_cfg.sweeper if multirun else None))
+    if not multirun and summary["status"] != "ok":
         print(f"run {summary['status']}: {summary['error']}", file=sys.stderr)
         sys.exit(EXIT_CODES[summary["status"]])
-    return summary["status"]
+    return value
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def _objective(cfg, summary: dict, out: Path, failed: float) -> float:
+    """The ``objective`` value of the job, also written into its summary.json (``objective``, ``objective_key``)."""
+    key = cfg.objective
+    rows = read_jsonl(out / "metrics.jsonl") if key.startswith(STEPS_TO) and (out / "metrics.jsonl").exists() else ()
+    value = objective_value(summary, key, rows, failed)
+    summary.update(objective=value, objective_key=key)
+    if _rank() == 0 and (out / "summary.json").exists():
+        atomic_write_text(out / "summary.json", dumps(summary, indent=2))
+    return value
 
 
 if __name__ == "__main__":
     main()
+    sys.exit(1 if SweepSummary.failed else 0)  # a multirun with a failed or diverged job

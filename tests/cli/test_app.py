@@ -80,9 +80,10 @@ def test_multirun_two_jobs_and_sweep_summary(tmp_path):
 
 
 def test_failing_job_does_not_stop_the_sweep(tmp_path):
-    """A diverging job is recorded as failed; the other job still runs; the table says why."""
+    """A diverging job is recorded as failed; the other job still runs; the table says why; exit code 1."""
     sweep = tmp_path / "sweep"
-    proc = run_app(["-m", *SMALL, "trainer.h=0.05,50", f"hydra.sweep.dir={sweep}"])
+    proc = run_app(["-m", *SMALL, "trainer.h=0.05,50", f"hydra.sweep.dir={sweep}"], check=False)
+    assert proc.returncode == 1, proc.stderr[-2000:]
     table = json.loads((sweep / "sweep_summary.json").read_text())
     status = {r["job"]: r["status"] for r in table}
     assert status == {"0": "ok", "1": "diverged"}
@@ -99,6 +100,7 @@ def test_bad_config_fails_before_work_with_a_clear_message(tmp_path, override, n
                    env_extra={"HYDRA_FULL_ERROR": "0"})
     assert proc.returncode != 0
     assert needle in proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr  # one line; the traceback goes to run.log only
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
 
 

@@ -117,6 +117,40 @@ def test_learning_curves_measure_the_gap_to_dmft(tmp_path):
     close(draw(data))
 
 
+def test_learning_curves_of_a_sweep_over_alpha_without_dmft(tmp_path):
+    """The curves are labelled by the swept key (not a constant kappa), and a run without theory=[dmft] gets
+    no DMFT line nor legend entry."""
+    for job, alpha in enumerate((0.5, 2.0)):
+        rows = [{"t": float(s), "step": i, "sim/mse": 1 / (1 + s), "sim/train_loss": 0.5 / (1 + s)}
+                for i, s in enumerate(np.linspace(0, 5, 6))]
+        write_job(tmp_path / str(job), {"alpha": alpha}, rows=rows)
+    data = collect("learning_curves", tmp_path)
+    assert {r["series"] for r in data.tables["sim"]} == {"alpha=0.5", "alpha=2.0"}
+    fig = draw(data)
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert labels == ["simulation, alpha=0.5", "simulation, alpha=2.0"]
+    close(fig)
+
+
+def test_sweep_figure_infers_the_swept_key_and_draws_theories(tmp_path):
+    for job, h in enumerate((0.02, 0.05, 0.1)):
+        rows = [{"t": float(s), "step": i, "sim/mse": 1 / (1 + s)} for i, s in enumerate((0.0, 1.0, 2.0))]
+        write_job(tmp_path / str(job), rows=rows, summary={"sim/mse": h, "theory/longtime/mse": 0.03})
+        config = yaml.safe_load((tmp_path / str(job) / "config.yaml").read_text())
+        config["trainer"]["h"] = h
+        config["optim"]["lr"] = h  # follows trainer.h (an interpolation): not a second swept key
+        config = {"problem": config.pop("problem"), "trainer": config.pop("trainer"), **config}  # Hydra's order
+        (tmp_path / str(job) / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    data = collect("sweep", tmp_path)
+    assert data.meta["x"] == "trainer.h" and data.meta["series_keys"] == []
+    assert [r["y"] for r in data.tables["sim"]] == [0.02, 0.05, 0.1]
+    assert [(r["theory"], r["y"]) for r in data.tables["theory"]] == [("longtime", 0.03)] * 3
+    assert len(data.tables["curves"]) == 9
+    close(draw(data))
+    with pytest.raises(ValueError, match="no job has the config key 'problem.nope'"):
+        collect("sweep", tmp_path, x="problem.nope")
+
+
 def test_universality_compares_designs(tmp_path):
     for job, (design, mse) in enumerate((("gaussian", 0.22), ("gaussian", 0.24), ("goe", 0.2), ("goe", 0.2))):
         rows = [{"t": s, "step": i, "sim/mse": mse * (1 + 1 / (1 + s)), "sim/train_loss": mse / 2}

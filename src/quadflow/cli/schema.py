@@ -64,11 +64,23 @@ class RunConfig:
     progress: bool = True       # progress bars (shown on terminals only)
     experiment: Optional[Any] = None
     figure: Optional[str] = None  # figure maker run at the end (quadflow.viz.figures), set by experiment presets
+    objective: str = "sim/mse"   # value main returns to a sweeper: a summary key or steps_to:<metric>:<target>
+
+
+STEPS_TO = "steps_to:"  # objective prefix: steps_to:<metrics.jsonl column>:<target>
 
 
 def _require(ok: bool, key: str, value, allowed: str) -> None:
     if not ok:
         raise ValueError(f"{key}={value!r} is out of range: allowed {allowed}")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def check_config(cfg) -> None:
@@ -87,3 +99,8 @@ def check_config(cfg) -> None:
     _require(mode in (None, "offline", "online", "disabled"), "tracking.wandb.mode", mode,
              "offline | online | disabled | null (W&B's WANDB_MODE, else offline)")
     _require(str(cfg.resume).lower() in ("auto", "true", "false"), "resume", cfg.resume, "auto | true | false")
+    objective = str(cfg.get("objective") or "sim/mse")
+    if objective.startswith(STEPS_TO):
+        metric, _, target = objective[len(STEPS_TO):].rpartition(":")
+        _require(bool(metric) and _is_number(target), "objective", objective,
+                 "a summary.json key (sim/mse, theory/longtime/mse, ...) or steps_to:<metric>:<target>")

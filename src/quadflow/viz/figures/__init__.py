@@ -29,8 +29,9 @@ class Maker:
     needs_jobs: bool = True
     options: tuple = ()  # keyword arguments of collect, as (key, value) pairs
 
-    def collect(self, jobs, quick: bool) -> FigureData:
-        return importlib.import_module(f"quadflow.viz.figures.{self.module}").collect(jobs, quick, **dict(self.options))
+    def collect(self, jobs, quick: bool, **options) -> FigureData:
+        module = importlib.import_module(f"quadflow.viz.figures.{self.module}")
+        return module.collect(jobs, quick, **{**dict(self.options), **options})
 
     def draw(self, data: FigureData):
         return importlib.import_module(f"quadflow.viz.figures.{self.module}").draw(data)
@@ -44,6 +45,7 @@ FIGURES = {
     "spectrum": Maker("spectrum"),
     "finite_size": Maker("finite_size"),
     "universality": Maker("universality"),
+    "sweep": Maker("sweep"),  # any sweep: options x (config key), y (summary key)
 }
 
 
@@ -53,15 +55,16 @@ def maker(name: str) -> Maker:
     return FIGURES[name]
 
 
-def collect(name: str, folder: Path | None = None, quick: bool = False) -> FigureData:
-    """Tables and agreement numbers of figure ``name`` from the jobs in ``folder``."""
+def collect(name: str, folder: Path | None = None, quick: bool = False, **options) -> FigureData:
+    """Tables and agreement numbers of figure ``name`` from the jobs in ``folder``; ``options`` go to the
+    maker's ``collect`` (``x=``, ``y=`` of the ``sweep`` figure)."""
     m = maker(name)
     if m.needs_jobs and folder is None:
         raise ValueError(f"figure {name!r} reads simulation results: give the sweep folder")
     jobs = load_jobs(folder) if m.needs_jobs else []
     if m.needs_jobs and not any(j.ok for j in jobs):
         raise ValueError(f"no finished job (status ok) under {folder}")
-    data = m.collect(jobs, quick)
+    data = m.collect(jobs, quick, **options)
     data.name = name
     return data
 
@@ -75,8 +78,10 @@ def draw(data: FigureData, path: Path | None = None):
 
 
 def make_figure(name: str, folder: Path | None = None, out: Path | None = None, *, quick: bool = False,
-                wandb: dict | None = None) -> dict:
+                wandb: dict | None = None, options: dict | None = None) -> dict:
     """Collect, save (CSV/JSON/PNG into ``out``, default ``folder``) and log one figure.
+
+    ``options``: keyword arguments of the maker's ``collect`` (``{"x": "problem.alpha", "y": "sim/mse"}``).
 
     ``wandb``: keyword arguments of :func:`quadflow.viz.figures.wb.log_figure` (``mode, project,
     entity, group``); None logs nothing. Returns ``{"files": [...], "wandb_id": ...}``.
@@ -84,7 +89,7 @@ def make_figure(name: str, folder: Path | None = None, out: Path | None = None, 
     from quadflow.viz.figures.style import close
 
     out = Path(out if out is not None else folder)
-    data = collect(name, folder, quick)
+    data = collect(name, folder, quick, **(options or {}))
     files = data.save(out)
     png = out / f"{name}.png"
     fig = draw(data, png)

@@ -78,3 +78,51 @@ def load_jobs(folder: Path) -> list[Job]:
     subs = [p for p in folder.iterdir() if p.is_dir() and (p / "summary.json").exists()]
     subs.sort(key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
     return [_load(p) for p in subs]
+
+
+def flat_config(config: dict, prefix: str = "") -> dict:
+    """A nested config as ``{"problem.alpha": 0.5, ...}`` (lists kept as tuples, so that they compare)."""
+    out = {}
+    for k, v in config.items():
+        if isinstance(v, dict):
+            out.update(flat_config(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = tuple(v) if isinstance(v, list) else v
+    return out
+
+
+def config_value(job: Job, key: str):
+    """The value of the dotted config ``key`` of ``job`` (None when absent)."""
+    return flat_config(job.config).get(key)
+
+
+def _determined(key: str, by: str, flats: list[dict]) -> bool:
+    """Whether each value of ``by`` comes with one value of ``key`` (``optim.lr: ${trainer.h}`` follows trainer.h)."""
+    seen: dict = {}
+    return all(seen.setdefault(repr(f.get(by)), repr(f.get(key))) == repr(f.get(key)) for f in flats)
+
+
+def varying_keys(jobs: list[Job], first: str | None = None) -> list[str]:
+    """The config keys whose values differ between ``jobs``, in config order (``first`` leading), without the
+    keys that follow from an earlier one (an interpolation like ``optim.lr: ${trainer.h}``)."""
+    flats = [flat_config(j.config) for j in jobs]
+    keys = list(dict.fromkeys(k for f in flats for k in f))
+    varying = [k for k in keys if len({repr(f.get(k)) for f in flats}) > 1]
+    if first is not None:
+        varying = [first] + [k for k in varying if k != first]
+    kept: list[str] = []
+    for k in varying:
+        if not any(_determined(k, earlier, flats) for earlier in kept):
+            kept.append(k)
+    return kept
+
+
+def short_key(key: str) -> str:
+    """``problem.kappa`` -> ``kappa`` (the model parameters' names), other keys dotted in full."""
+    return key[len("problem."):] if key.startswith("problem.") else key
+
+
+def series_label(job: Job, keys: list[str]) -> str:
+    """``kappa=0.25, Delta=1.0``: the values of ``keys`` in ``job``."""
+    flat = flat_config(job.config)
+    return ", ".join(f"{short_key(k)}={flat.get(k)}" for k in keys)

@@ -1,14 +1,16 @@
 """Learning curves: mse(t) and train_loss(t) of the simulation against the DMFT (theory.md section 4).
 
-One job per student width kappa (under- and over-parameterised) at fixed alpha, kappa_star;
-the jobs must have run with ``theory=[dmft, ...]``. Agreement: relative gap
-``|sim - dmft| / dmft`` over the logged times ``t >= T_MIN``.
+One job per student width kappa (under- and over-parameterised) at fixed alpha, kappa_star in the
+preset; any sweep works: the curves are labelled by the keys the jobs differ in (``kappa=0.25``,
+``alpha=2.0``, ``trainer.h=0.05``). The DMFT line is drawn for jobs run with ``theory=[dmft, ...]``.
+Agreement: relative gap ``|sim - dmft| / dmft`` over the logged times ``t >= T_MIN``.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from quadflow.viz.figures.data import FigureData
+from quadflow.viz.figures.jobs import series_label, varying_keys
 from quadflow.viz.figures.style import colors, log_axes, subplots
 
 METRICS = ("mse", "train_loss")
@@ -16,39 +18,52 @@ T_MIN = 0.5  # the first steps are dominated by the initialisation and agree tri
 
 
 def collect(jobs, quick: bool) -> FigureData:
+    ok = [j for j in jobs if j.ok]
+    keys = varying_keys(ok) or ["problem.kappa"]  # the swept keys label the curves (kappa in the preset)
     rows, agreement, longtime = [], {}, []
-    for j in (j for j in jobs if j.ok):
-        kappa = j.problem["kappa"]
+    for j in ok:
+        series = series_label(j, keys)
         for r in j.rows:
-            rows.append({"kappa": kappa, "t": r["t"], **{f"sim_{m}": r.get(f"sim/{m}") for m in METRICS},
+            rows.append({"series": series, "t": r["t"], **{f"sim_{m}": r.get(f"sim/{m}") for m in METRICS},
                          **{f"dmft_{m}": r.get(f"theory/dmft/{m}") for m in METRICS}})
-        longtime.append({"kappa": kappa, **{m: j.summary.get(f"theory/longtime/{m}") for m in METRICS}})
+        longtime.append({"series": series, **{m: j.summary.get(f"theory/longtime/{m}") for m in METRICS}})
         for m in METRICS:
             pairs = np.array([(r[f"sim/{m}"], r[f"theory/dmft/{m}"]) for r in j.rows
                               if r["t"] >= T_MIN and r.get(f"theory/dmft/{m}") is not None], dtype=float)
             if len(pairs):
                 gap = np.abs(pairs[:, 0] - pairs[:, 1]) / np.abs(pairs[:, 1])
-                agreement[f"kappa={kappa}/{m}_rel_gap_median"] = float(np.median(gap))
-                agreement[f"kappa={kappa}/{m}_rel_gap_max"] = float(np.max(gap))
-    first = next(j for j in jobs if j.ok)
-    params = {k: v for k, v in first.problem.items() if k != "kappa"}
+                agreement[f"{series}/{m}_rel_gap_median"] = float(np.median(gap))
+                agreement[f"{series}/{m}_rel_gap_max"] = float(np.max(gap))
+    first = ok[0]
+    params = {k: v for k, v in first.problem.items() if f"problem.{k}" not in keys}
     return FigureData("", tables={"sim": rows, "longtime": longtime},
-                      meta={"problem": params, "h": first.h,
+                      meta={"problem": params, "h": first.h, "series_keys": keys,
                             "dmft": first.config["theory"].get("dmft"), "t_min": T_MIN, "agreement": agreement})
+
+
+def _series(row: dict) -> str:
+    """The curve a row belongs to (saved data from before the ``series`` column: its kappa)."""
+    return row["series"] if isinstance(row.get("series"), str) else f"kappa={row['kappa']}"
+
+
+def _finite(values) -> bool:
+    return any(v is not None and np.isfinite(v) for v in values)
 
 
 def draw(data: FigureData):
     fig, axes = subplots(2)
-    kappas = sorted({r["kappa"] for r in data.tables["sim"]})
-    for kappa, color in zip(kappas, colors(len(kappas))):
-        rows = [r for r in data.tables["sim"] if r["kappa"] == kappa and r["t"] > 0]
-        lt = next((r for r in data.tables["longtime"] if r["kappa"] == kappa), {})
+    series = list(dict.fromkeys(_series(r) for r in data.tables["sim"]))
+    for label, color in zip(series, colors(len(series))):
+        rows = [r for r in data.tables["sim"] if _series(r) == label and r["t"] > 0]
+        lt = next((r for r in data.tables["longtime"] if _series(r) == label), {})
         for ax, m in zip(axes, METRICS):
             t = [r["t"] for r in rows]
             ax.plot(t, [r[f"sim_{m}"] for r in rows], "o", ms=3, color=color, mfc="none",
-                    label=f"simulation, kappa={kappa}")
-            ax.plot(t, [r[f"dmft_{m}"] for r in rows], "-", color=color, label=f"DMFT, kappa={kappa}")
-            if lt.get(m) is not None and np.isfinite(lt[m]):
+                    label=f"simulation, {label}")
+            dmft = [r[f"dmft_{m}"] for r in rows]
+            if _finite(dmft):  # no DMFT line (nor legend entry) for a run without theory=[dmft]
+                ax.plot(t, dmft, "-", color=color, label=f"DMFT, {label}")
+            if _finite([lt.get(m)]):
                 ax.axhline(lt[m], color=color, ls=":", lw=1)
     for ax, m in zip(axes, METRICS):
         log_axes(ax)
@@ -57,6 +72,6 @@ def draw(data: FigureData):
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     p = data.meta["problem"]
-    fig.suptitle(f"d={p['d']}, alpha={p['alpha']}, kappa*={p['kappa_star']}, lam={p['lam']}, Delta={p['Delta']}, "
-                 f"h={data.meta['h']} (dotted: long-time limit)", fontsize=9)
+    fixed = ", ".join(f"{k}={p[k]}" for k in ("d", "kappa", "alpha", "kappa_star", "lam", "Delta") if k in p)
+    fig.suptitle(f"{fixed}, h={data.meta['h']} (dotted: long-time limit)", fontsize=9)
     return fig
