@@ -119,7 +119,7 @@ class SignalStop(Callback):
                 old = signal.signal(sig, self._handle)
             except ValueError:
                 continue
-            if old is not self._handle:
+            if old != self._handle:  # bound methods are new objects on each access: compare with ==
                 self.previous[sig] = old
 
     def on_step_end(self, trainer):
