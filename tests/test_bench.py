@@ -78,6 +78,8 @@ def test_quick_sim_suite_json(tmp_path):
             assert timed["fraction_of_fp32_peak"] > 0 and timed["fraction_of_local_fp32_peak"] > 0
         assert res["quadflow"]["auto"]["route"] == ("W" if res["m"] < res["d"] else "S")
         assert set(res["speedup_vs_naive"]) == set(res["autograd_module_ratio"]) == {"S", "W", "auto"}
+        assert set(res["gemm_step_ratio"]) == {"S", "W", "auto"} and all(v > 0 for v in res["gemm_step_ratio"].values())
+        assert res["gemms"]["auto"]["gemms"]["seconds_per_step"] > 0
         tol = 1e-4 if res["precision"] == "fp32" else 5e-2
         assert all(res["agreement"][r]["rel_to_update"] < tol for r in ("S", "W", "autograd_module")), \
             res["agreement"]

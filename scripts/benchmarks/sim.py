@@ -16,6 +16,9 @@ step from the same W0 on the same data (``sim.data``):
   timed *interleaved* with the current step (one step of each in turn), so
   their ratio is measured under the same load; skipped with the reason when
   the commit cannot be loaded;
+- **its own GEMMs** (:class:`GemmStepper`): the two full-size products the step cannot avoid, timed
+  interleaved with the step in a phase of their own (after the memory-tracked ones); ``gemm_step_ratio``
+  is their time over the step's (target >= 0.85 on a CPU in fp32);
 - **a user's module by chunked autograd**: :class:`RewrittenQuadratic`, a
   :class:`quadflow.QuadraticNetwork` whose ``forward`` is written again (the
   same function), so the objective differentiates it by autograd chunk by chunk;
@@ -90,6 +93,11 @@ def quadflow_flops(p: Problem, route: str) -> int:
     return 4 * p.n * p.d * p.m
 
 
+def gemm_flops(p: Problem, route: str) -> int:
+    """Flops of the two products of :class:`GemmStepper` (``4 n d^2`` on the S-route, ``4 n d m`` on the W-route)."""
+    return 4 * p.n * p.d ** 2 if route == "S" else 4 * p.n * p.d * p.m
+
+
 def naive_flops(p: Problem) -> int:
     """Flops of one autograd step (naive or module): forward ``X W^T``, backward ``G^T X`` (no gradient wrt X)."""
     return 4 * p.n * p.d * p.m
@@ -145,6 +153,26 @@ class ObjectiveStepper:
         loss.backward()
         self.optimizer.step()
         return self.model.W.detach()
+
+
+class GemmStepper:
+    """The two full-size products a GD step on ``route`` cannot avoid, and nothing else: the S-route's
+    ``X S`` and ``X^T Y`` (Y of the shape of X: ``X diag(r)``), the W-route's ``X W^T`` and ``H^T X``
+    (H of the shape of ``X W^T``). Timed beside the step, their time over the step's is the GEMM/step
+    ratio (1 = the step runs at the speed of its own matrix products)."""
+
+    def __init__(self, sim: Simulation, route: str):
+        x = sim.data.inputs
+        w = sim.student.W.detach().to(x.dtype)
+        self.x, self.route = x, route
+        self.right = w.T @ w / w.shape[0] if route == "S" else w.T.contiguous()
+        self.other = torch.randn_like(x) if route == "S" else torch.randn(x.shape[0], w.shape[0], dtype=x.dtype,
+                                                                        device=x.device)
+
+    def __call__(self) -> torch.Tensor:
+        first = self.x @ self.right
+        second = self.x.T @ self.other if self.route == "S" else self.other.T @ self.x
+        return first[:1, :1] + second[:1, :1]
 
 
 def objective_stepper(sim: Simulation, model: nn.Module, route: str) -> ObjectiveStepper:
@@ -397,6 +425,20 @@ def time_steps(sim: Simulation, w0: torch.Tensor, baseline, peaks: dict, device:
                    MIN_COMPARED_REPEATS)
 
 
+def time_gemms(sim: Simulation, peaks: dict, device: torch.device, quick: bool) -> dict:
+    """quadflow's step on each route interleaved with its two full-size GEMMs (:class:`GemmStepper`), in a
+    phase of its own (the GEMMs' dataset-sized operands would count in the step's memory peak);
+    ``{route: {"step": figures, "gemms": figures, "ratio": GEMM seconds / step seconds}}``."""
+    steppers, flops = {}, {}
+    for route in ROUTES:
+        steppers["quadflow", route] = objective_stepper(sim, copy.deepcopy(sim.student), route)
+        steppers["gemm", route] = GemmStepper(sim, route)
+        flops["quadflow", route], flops["gemm", route] = quadflow_flops(sim.p, route), gemm_flops(sim.p, route)
+    figures, _ = measure(steppers, flops, peaks, sim.precision.name, device, quick, MIN_COMPARED_REPEATS)
+    return {r: {"step": figures["quadflow", r], "gemms": figures["gemm", r],
+                "ratio": seconds_ratio(figures["gemm", r], figures["quadflow", r])} for r in ROUTES}
+
+
 def time_autograd_module(sim: Simulation, w0: torch.Tensor, peaks: dict, device: torch.device,
                          quick: bool) -> tuple[dict, torch.Tensor]:
     """Figures of :class:`RewrittenQuadratic`'s step (chunked autograd) from W0, and W after its first step."""
@@ -444,10 +486,13 @@ def bench_config(p: Problem, precision: str, device: torch.device, peaks: dict, 
         mem.start()
         naive, w_naive = time_naive(sim, w0, peaks, device, quick)
         naive_peak = mem.stop()
+        gemms = time_gemms(sim, peaks, device, quick)
     quadflow = per_route({r: steps["quadflow", r] for r in ROUTES}, sim.route)
     res = {"d": p.d, "kappa": p.kappa, "m": p.m, "n": p.n, "precision": precision,
            "setup_seconds": setup_seconds, "loadavg": os.getloadavg(), "fp32_gemm_peak_local": peaks["fp32_local"],
-           "quadflow": quadflow, "autograd_module": module, "naive": naive,
+           "quadflow": quadflow, "gemms": per_route(gemms, sim.route),
+           "gemm_step_ratio": {**{r: gemms[r]["ratio"] for r in ROUTES}, "auto": gemms[sim.route]["ratio"]},
+           "autograd_module": module, "naive": naive,
            "speedup_vs_naive": {r: seconds_ratio(naive, quadflow[r]) for r in quadflow},
            "autograd_module_ratio": {r: seconds_ratio(module, quadflow[r]) for r in quadflow},
            "agreement": {**{r: agreement(w0, first["quadflow", r], w_naive) for r in ROUTES},
@@ -491,7 +536,7 @@ def summary_line(res: dict) -> str:
     ratio = res.get(f"ratio_to_{BASELINE}", {}).get("auto")
     old = f"{ratio:.3f}" if ratio is not None else "skipped"
     return (f"[sim] d={res['d']} kappa={res['kappa']} {res['precision']}: quadflow({auto['route']}) "
-            f"{auto['seconds_per_step']:.3g} s/step, /{BASELINE} {old}, "
+            f"{auto['seconds_per_step']:.3g} s/step, GEMM/step {res['gemm_step_ratio']['auto']:.2f}, /{BASELINE} {old}, "
             f"autograd module {res['autograd_module']['seconds_per_step']:.3g} s/step "
             f"(x{res['autograd_module_ratio']['auto']:.2f}), naive {res['naive']['seconds_per_step']:.3g} s/step, "
             f"speedup {res['speedup_vs_naive']['auto']:.2f}")

@@ -59,7 +59,7 @@ def validate_config(cfg, *, local: bool = True) -> list[str]:
         return []
     need = estimate_bytes(problem, design=spec.design, storage=spec.storage,
                           storage_bytes=precision.storage.itemsize, compute_bytes=precision.compute.itemsize,
-                          chunk_rows=spec.rows_per_chunk(problem))
+                          chunk_rows=spec.rows_per_chunk(problem, device.type))
     try:
         check_fits(need, device, design=spec.design)
     except InsufficientMemoryError as err:

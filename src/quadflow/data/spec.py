@@ -8,6 +8,8 @@ from quadflow.data.seeds import Seeds
 from quadflow.problem import Problem
 
 
+CHUNK_NUMBERS = {"cpu": 2**20, "cuda": 2**24}  # default numbers per chunk of the gradient pass
+
 @dataclass
 class DataSpec:
     """The data options of a run, validated on construction.
@@ -15,7 +17,8 @@ class DataSpec:
     Attributes:
         design: ``gaussian`` (real inputs) or ``goe`` (the design the DMFT describes exactly).
         storage: ``materialized`` (inputs in memory) or ``regenerate`` (recomputed from their seeds each pass).
-        chunk_rows: rows per chunk of the gradient pass (None: about 2^24 numbers per chunk).
+        chunk_rows: rows per chunk of the gradient pass (None: about 2^20 numbers per chunk on a CPU, 2^24 on
+            a GPU; see :meth:`rows_per_chunk`).
         route: ``auto|S|W`` for the analytic gradient of the quadratic network.
         noisy_test: add Delta to ``test_error``.
         test_samples: held-out inputs for students without ``S()``.
@@ -45,9 +48,12 @@ class DataSpec:
         return Seeds.from_master(seed, teacher=self.teacher_seed, inputs=self.inputs_seed, noise=self.noise_seed,
                                  init=self.init_seed)
 
-    def rows_per_chunk(self, p: Problem) -> int:
-        """``chunk_rows``, or rows holding about 2^24 numbers (a multiple of the generation block)."""
+    def rows_per_chunk(self, p: Problem, device_type: str = "cpu") -> int:
+        """``chunk_rows``, or rows holding about ``CHUNK_NUMBERS[device_type]`` numbers (a multiple of the
+        generation block): on a CPU a chunk and its scratch buffer stay in the last-level cache between the
+        two products of the step (docs/benchmarks.md), on a GPU large chunks keep the GEMMs large."""
         if self.chunk_rows is not None:
             return int(self.chunk_rows)
         per_row = p.d * p.d if self.design == "goe" else max(p.d, p.m)
-        return max(BLOCK, (2**24 // per_row) // BLOCK * BLOCK)
+        numbers = CHUNK_NUMBERS.get(device_type, CHUNK_NUMBERS["cuda"])
+        return max(BLOCK, (numbers // per_row) // BLOCK * BLOCK)

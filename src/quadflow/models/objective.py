@@ -98,6 +98,73 @@ def check_student(model: nn.Module, d: int, dtype: torch.dtype, design: str = "g
                          f"got {got} for a batch of 2")
 
 
+class _Scratch:
+    """One reusable (rows, cols) buffer of a chunk pass, so that the per-chunk temporaries are not allocated
+    again for every chunk (with cache-sized chunks they stay in cache between the products)."""
+
+    def __init__(self, cols: int, like: torch.Tensor):
+        self.cols, self.like, self.buf = cols, like, None
+
+    def get(self, rows: int) -> torch.Tensor:
+        if self.buf is None or self.buf.shape[0] < rows:
+            self.buf = self.like.new_empty(rows, self.cols)
+        return self.buf[:rows]
+
+
+def _s_route_chunk(s: torch.Tensor, acc: torch.Tensor, d: int):
+    """Gaussian design, S-route: per chunk ``f = (x^T S x - Tr S)/sqrt(d)`` and ``acc += X^T diag(r) X``
+    (with ``r = y - f``), the two products into one scratch buffer; returns ``f``."""
+    trace, root = torch.diagonal(s).sum(), math.sqrt(d)
+    scratch = None
+
+    def chunk(a: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        nonlocal scratch
+        if a.dtype != s.dtype:  # reduced-precision storage: products in its dtype, sums in s's
+            f = quadratic_form(a, s, "gaussian")
+            acc.add_((a.T @ (a * (y - f)[:, None].to(a.dtype))).to(acc.dtype))
+            return f
+        scratch = scratch or _Scratch(d, a)
+        buf = torch.matmul(a, s, out=scratch.get(a.shape[0]))
+        f = (buf.mul_(a).sum(1) - trace) / root
+        torch.mul(a, (y - f)[:, None], out=buf)
+        acc.addmm_(a.T, buf)
+        return f
+
+    return chunk
+
+
+def _w_route_chunk(w: torch.Tensor, w_t: torch.Tensor, w_norm2: torch.Tensor, acc: torch.Tensor, d: int):
+    """Gaussian design, W-route: per chunk ``H = X W^T``, ``f = (|H|^2 - |W|^2)/(m sqrt(d))`` row-wise and
+    ``acc += (H diag(r))^T X`` (no d x d sample sum), H overwritten in place; returns ``f``."""
+    m, scratch = w.shape[0], None
+
+    def chunk(a: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        nonlocal scratch
+        if a.dtype != w.dtype:
+            h = (a @ w_t).to(w.dtype)
+            f = ((h * h).sum(1) - w_norm2) / (m * math.sqrt(d))
+            acc.add_(((h * (y - f)[:, None]).to(a.dtype).T @ a).to(acc.dtype))
+            return f
+        scratch = scratch or _Scratch(m, a)
+        h = torch.matmul(a, w_t, out=scratch.get(a.shape[0]))
+        f = (torch.linalg.vecdot(h, h) - w_norm2) / (m * math.sqrt(d))
+        h.mul_((y - f)[:, None])
+        acc.addmm_(h.T, a)
+        return f
+
+    return chunk
+
+
+def _goe_chunk(s: torch.Tensor, acc: torch.Tensor, d: int):
+    """GOE design: per chunk ``f = <S, G_mu>`` and ``acc += sum_mu r_mu G_mu``; returns ``f``."""
+    def chunk(a: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        f = quadratic_form(a, s, "goe")
+        acc.add_(((y - f).to(a.dtype) @ a.reshape(a.shape[0], -1)).reshape(d, d).to(acc.dtype))
+        return f
+
+    return chunk
+
+
 class EmpiricalObjective:
     """``L = m d train_loss + lam |theta|^2`` over a :class:`Dataset` (see the module docstring).
 
@@ -146,21 +213,15 @@ class EmpiricalObjective:
         s = None if use_w else w.T @ w / w.shape[0]
         acc = torch.zeros(w.shape if use_w else (d, d), dtype=w.dtype, device=w.device)
         sums = torch.zeros(3, dtype=torch.float64, device=w.device)  # sum r, sum r^2, sum (f - f*)^2
-        w_norm2 = torch.sum(w * w) if use_w else None
+        if use_w:
+            chunk_sum = _w_route_chunk(w, w.to(dt).T.contiguous(), torch.sum(w * w), acc, d)
+        elif design == "goe":
+            chunk_sum = _goe_chunk(s, acc, d)
+        else:
+            chunk_sum = _s_route_chunk(s, acc, d)
         for y, y_clean, a in chunks:
-            if use_w:
-                h = (a @ w.to(dt).T).to(w.dtype)
-                f = ((h * h).sum(1) - w_norm2) / (w.shape[0] * math.sqrt(d))
-            else:
-                f = quadratic_form(a, s, design)
-            r = y - f
-            if use_w:
-                acc += ((h * r[:, None]).to(dt).T @ a).to(w.dtype)
-            elif design == "goe":
-                acc += (r.to(dt) @ a.reshape(a.shape[0], -1)).reshape(d, d).to(w.dtype)
-            else:
-                acc += (a.T @ (a * r[:, None].to(dt))).to(w.dtype)
-            e = f - y_clean
+            f = chunk_sum(a, y)
+            r, e = y - f, f - y_clean
             sums += torch.stack([r.sum(), (r * r).sum(), (e * e).sum()]).to(torch.float64)
         all_reduce_sum([acc, sums])
         sum_r = sums[0].to(w.dtype)

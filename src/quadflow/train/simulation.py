@@ -113,7 +113,7 @@ class Simulation:
                             dtype=self.precision.storage, compute_dtype=ct, device=self.device, rank=rank,
                             world_size=world_size)
         self.objective = EmpiricalObjective(self.data, lam=p.lam, m=p.m, route=self.route,
-                                            chunk_rows=spec.rows_per_chunk(p))
+                                            chunk_rows=spec.rows_per_chunk(p, self.device.type))
         heldout = None if callable(getattr(self.student, "S", None)) else \
             HeldOut(self.s_star, self.seeds.inputs, spec.test_samples, device=self.device, dtype=ct)
         self.evaluator = Evaluator(self.s_star, Delta=p.Delta, noisy_test=spec.noisy_test, rank_tol=rank_tol,
@@ -130,7 +130,7 @@ class Simulation:
         st, ct = self.precision.storage, self.precision.compute
         need = estimate_bytes(self.p, design=self.spec.design, storage=self.spec.storage,
                               storage_bytes=st.itemsize, compute_bytes=ct.itemsize,
-                              chunk_rows=self.spec.rows_per_chunk(self.p), world_size=world()[1])
+                              chunk_rows=self.spec.rows_per_chunk(self.p, self.device.type), world_size=world()[1])
         if check:
             check_fits(need, self.device, design=self.spec.design)
         return need
