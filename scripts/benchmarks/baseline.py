@@ -56,6 +56,10 @@ class Baseline:
     def velocity(self):
         return self.flow.velocity
 
+    def module(self, name: str) -> ModuleType:
+        """Any module of the baseline package, e.g. ``module("theory.dmft")`` (its DMFT solver)."""
+        return importlib.import_module(f"{PACKAGE}.{name}")
+
 
 def _git(*args: str) -> bytes:
     """stdout of ``git -C <repo> args``; :class:`BaselineUnavailable` when git is missing or fails."""

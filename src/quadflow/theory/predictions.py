@@ -131,15 +131,19 @@ class DMFT:
 
     name = "dmft"
 
-    def __init__(self, d_eff: int = 64, samples: int = 4, tol: float = 1e-4, max_iter: int = 60, seed: int = 0):
-        from quadflow.theory.dmft import MIN_D_EFF
+    def __init__(self, d_eff: int = 64, samples: int = 4, tol: float = 1e-4, max_iter: int = 60, seed: int = 0,
+                 window: int | None = None):
+        from quadflow.theory.dmft import MIN_D_EFF, WINDOW
 
-        for key, value, low in (("d_eff", d_eff, MIN_D_EFF), ("samples", samples, 1), ("max_iter", max_iter, 1)):
+        window = WINDOW if window is None else window
+        for key, value, low in (("d_eff", d_eff, MIN_D_EFF), ("samples", samples, 1), ("max_iter", max_iter, 1),
+                                ("window", window, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"theory.dmft.{key}={value!r} is out of range: allowed an integer >= {low}")
         if not tol > 0:
             raise ValueError(f"theory.dmft.tol={tol!r} is out of range: allowed > 0")
         self.d_eff, self.samples, self.tol, self.max_iter, self.seed = d_eff, samples, tol, max_iter, seed
+        self.window = window
 
     def compute(self, run: RunInfo) -> Prediction:
         from quadflow.theory.dmft import solve_dmft
@@ -149,25 +153,33 @@ class DMFT:
                           "mixes optimisers", RuntimeWarning)
         res = solve_dmft(run.problem.realised(), h=run.h, steps=run.steps, d_eff=self.d_eff, samples=self.samples,
                          seed=self.seed, device=run.device, tol=self.tol, max_iter=self.max_iter,
-                         noisy_test=run.noisy_test, callback=self._progress(run.progress))
+                         window=self.window, noisy_test=run.noisy_test, callback=self._progress(run.progress, run.steps + 1))
         return Prediction(self.name, curves=_curves(res), summary={
             "converged": bool(res["converged"]), "iterations": int(res["iterations"]),
             "residual": float(res["residuals"][-1]) if len(res["residuals"]) else None,
+            "windows_not_converged": sum(not w["converged"] for w in res["windows"]),
             "wall_time_s": float(res["wall_time"]), "d_eff": self.d_eff, "samples": self.samples})
 
-    def _progress(self, bar: bool):
-        """Each iteration to the ``quadflow`` logger, and to a tqdm bar on terminals when ``bar``."""
+    def _progress(self, bar: bool, total: int):
+        """Progress of the windowed solve (steps converged) to the ``quadflow`` logger about every 10 % of the
+        steps, and to a tqdm bar on terminals when ``bar``."""
         from tqdm.auto import tqdm
 
-        pbar = tqdm(total=self.max_iter, desc="DMFT iterations", unit="it", disable=None) if bar else None
+        pbar = tqdm(total=total, desc="DMFT steps", unit="step", disable=None) if bar else None
         log = logging.getLogger("quadflow")
+        state = {"solved": 0, "logged": 0}
 
-        def callback(iteration: int, residual: float) -> None:
-            log.info(f"DMFT iteration {iteration}: kernel residual {residual:.3e} (tol {self.tol:g})")
-            if pbar is not None:
-                pbar.update(1)
-                pbar.set_postfix(residual=f"{residual:.2e}")
-                if residual < self.tol:
+        def callback(iteration: int, residual: float, solved: int) -> None:
+            if solved > state["solved"]:
+                if pbar is not None:
+                    pbar.update(solved - state["solved"])
+                    pbar.set_postfix(iterations=iteration, residual=f"{residual:.2e}")
+                state["solved"] = solved
+            if solved == total or solved - state["logged"] >= total / 10:
+                log.info(f"DMFT: {solved}/{total} steps converged after {iteration} iterations "
+                         f"(last residual {residual:.3e}, tol {self.tol:g})")
+                state["logged"] = solved
+                if solved == total and pbar is not None:
                     pbar.close()
 
         return callback

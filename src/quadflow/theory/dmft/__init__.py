@@ -8,8 +8,8 @@
   and the observables from ``C_e`` and ``R``).
 
 ``from quadflow.theory.dmft import solve_dmft`` (and ``CURVES``, ``MIN_D_EFF``,
-``memory_bytes``) is a stable import path.
+``memory_bytes``, ``WINDOW``) is a stable import path.
 """
-from quadflow.theory.dmft.solver import CURVES, MIN_D_EFF, memory_bytes, solve_dmft
+from quadflow.theory.dmft.solver import CURVES, MIN_D_EFF, WINDOW, memory_bytes, solve_dmft
 
-__all__ = ["CURVES", "MIN_D_EFF", "memory_bytes", "solve_dmft"]
+__all__ = ["CURVES", "MIN_D_EFF", "WINDOW", "memory_bytes", "solve_dmft"]

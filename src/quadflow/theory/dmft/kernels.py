@@ -40,19 +40,14 @@ def sample_side(C_e: torch.Tensor, R: torch.Tensor, delta: float, Delta: float) 
                       in_sample_error=(Delta - 2 * Delta * A.sum(1) + diag) / 4)
 
 
-def noise_factor(C_r: torch.Tensor, jitter: float = 1e-12) -> torch.Tensor:
-    """Lower Cholesky factor ``L`` of ``C_r`` (so ``U_k`` depends on C_r up to k only).
-
-    A relative jitter ``jitter * max diag`` is added and raised tenfold (up to
-    1e-6) while the factorisation fails; C_r is smooth in time, hence nearly
-    singular. A zero C_r gives ``L = 0``.
-    """
-    scale = float(torch.diagonal(C_r).abs().max())
+def cholesky_jittered(C: torch.Tensor, scale: float, jitter: float = 1e-12) -> torch.Tensor:
+    """Lower Cholesky factor of ``C + jitter * scale * I``, the jitter raised tenfold (up to 1e-6) while the
+    factorisation fails: C_r is smooth in time, hence nearly singular. ``scale = 0`` gives ``L = 0``."""
     if scale == 0.0:
-        return torch.zeros_like(C_r)
-    eye = torch.eye(C_r.shape[0], dtype=C_r.dtype, device=C_r.device)
+        return torch.zeros_like(C)
+    eye = torch.eye(C.shape[0], dtype=C.dtype, device=C.device)
     while jitter <= 1e-6:
-        L, info = torch.linalg.cholesky_ex(C_r + jitter * scale * eye)
+        L, info = torch.linalg.cholesky_ex(C + jitter * scale * eye)
         if int(info) == 0:
             return L
         jitter *= 10.0
@@ -60,13 +55,58 @@ def noise_factor(C_r: torch.Tensor, jitter: float = 1e-12) -> torch.Tensor:
                      "the kernel estimates are too noisy; increase d_eff or samples")
 
 
-def kernel_change(old_C_r: torch.Tensor, old_K: torch.Tensor, new: SampleSide) -> float:
-    """Residual of one fixed-point iteration (dimensionless).
+@dataclass
+class KernelRows:
+    """Rows ``[a, b)`` (columns ``[0, b)``) of the sample side, each (b - a, b): ``A = (I + delta R)^{-1}``,
+    ``C_r``, its lower Cholesky factor ``L`` (the noise of the process) and ``K = I - A``; ``scale`` is
+    ``max |C_r|`` over rows ``[0, b)``."""
 
-    ``max(|dC_r|_max / |C_r|_max, |dK|_inf)``: the change of the noise covariance
-    relative to its size, and of the memory kernel in the row-sum norm, i.e. its
-    effect on Gamma relative to the ``-E`` term (which has coefficient 1).
+    A: torch.Tensor
+    C_r: torch.Tensor
+    L: torch.Tensor
+    K: torch.Tensor
+    scale: float
+
+
+def sample_rows(C_e: torch.Tensor, R: torch.Tensor, A: torch.Tensor, L: torch.Tensor, a: int, delta: float,
+                Delta: float, scale: float) -> KernelRows:
+    """Rows ``[a, b)`` of the sample side (:func:`sample_side`) from the frozen rows ``[0, a)`` of ``A`` and
+    ``L`` (both at least (b, b), lower triangular; their rows beyond ``a`` are ignored), in O((b - a) b^2).
+
+    ``C_e``, ``R``: (b, b) parameter-side kernels, rows ``[a, b)`` new. ``scale``: ``max |C_r|`` of the frozen
+    rows (0 when ``a = 0``), which sets the Cholesky jitter. The rows equal those of the full sample side
+    and of its jittered Cholesky factor: every quantity is causal (row k needs rows <= k only).
     """
-    dc = float((new.C_r - old_C_r).abs().max() / new.C_r.abs().max().clamp_min(1e-300))
-    dk = float((new.K - old_K).abs().sum(1).max())
+    b = C_e.shape[0]
+    w = b - a
+    eye = torch.eye(w, dtype=C_e.dtype, device=C_e.device)
+    A_rows = C_e.new_zeros(w, b)
+    A_rows[:, a:] = torch.linalg.solve_triangular(eye + delta * R[a:, a:], eye, upper=False, unitriangular=True)
+    if a:
+        A_rows[:, :a] = -A_rows[:, a:] @ (delta * R[a:, :a] @ A[:a, :a])
+    A_all = torch.cat([A[:a, :b], A_rows])
+    C_rows = A_rows @ C_e @ A_all.T + Delta * A_rows.sum(1, keepdim=True) * A_all.sum(1)[None, :]
+    block = C_rows[:, a:]
+    C_rows[:, a:] = (block + block.T) / 2
+    scale = max(scale, float(C_rows.abs().max()))
+    L_rows = torch.zeros_like(C_rows)
+    if a:
+        L_rows[:, :a] = torch.linalg.solve_triangular(L[:a, :a], C_rows[:, :a].T, upper=False).T
+    L_rows[:, a:] = cholesky_jittered(C_rows[:, a:] - L_rows[:, :a] @ L_rows[:, :a].T, scale)
+    K_rows = -A_rows
+    K_rows[:, a:] += eye
+    return KernelRows(A=A_rows, C_r=C_rows, L=L_rows, K=K_rows, scale=scale)
+
+
+def row_change(L: torch.Tensor, K: torch.Tensor, new: KernelRows, a: int) -> float:
+    """Residual of one fixed-point iteration over the rows ``[a, b)`` (dimensionless).
+
+    ``max(|dC_r|_max / |C_r|_max, |dK|_inf)`` between the kernels the process ran with (``C_r = L L^T``,
+    ``K``) and the new ones: the change of the noise covariance relative to its size, and of the memory
+    kernel in the row-sum norm, i.e. its effect on Gamma relative to the ``-E`` term (coefficient 1).
+    """
+    b = new.C_r.shape[1]
+    old_C = L[a:b, :b] @ L[:b, :b].T
+    dc = float((new.C_r - old_C).abs().max()) / max(new.scale, 1e-300)
+    dk = float((new.K - K[a:b, :b]).abs().sum(1).max())
     return max(dc, dk)

@@ -94,8 +94,10 @@ def draw(q: Problem, steps: int, samples: int, seed: int, device: torch.device, 
     s_star = torch.stack([teacher_matrix(q, s.teacher) for s in seeds]).to(device, dtype)
     w0 = torch.stack([initial_weights(q, s.init) for s in seeds]).to(device, dtype)
     g_noise, g_probe = (generator(seed, counter, device) for counter in (101, 102))
-    return Draws(s_star=s_star, w0=w0, goe=goe((steps + 1, samples), q.d, g_noise, device, dtype),
-                 probes=orthogonal_probes(steps, samples, q.d, g_probe, device, dtype))
+    # drawn in float64 and stored in dtype: a float32 process sees the same realisation as a float64 one
+    noise = goe((steps + 1, samples), q.d, g_noise, device, torch.float64).to(dtype)
+    return Draws(s_star=s_star, w0=w0, goe=noise,
+                 probes=orthogonal_probes(steps, samples, q.d, g_probe, device, torch.float64).to(dtype))
 
 
 @dataclass
@@ -115,59 +117,115 @@ class PassResult:
     E: torch.Tensor | None = None
 
 
-def run_pass(draws: Draws, K: torch.Tensor, L: torch.Tensor, *, alpha: float, h: float, lam: float,
-             channels: int = 1, spectrum_steps=(), block: int = 32, keep_states: bool = False) -> PassResult:
-    """Run the effective process and its tangent(s) for T steps under kernels ``K`` and ``L``.
+class EffectiveProcess:
+    """The effective process and its tangent(s), run window by window on its frozen draws.
+
+    The process up to step k depends on the kernels ``K`` and ``L`` up to row k only (causality). A
+    window ``[done, stop)`` is run from the states at step ``done`` (:meth:`run`, as often as the kernel
+    iteration needs) and then frozen (:meth:`freeze`): its rows of the history, of ``C_e`` and of ``R``
+    stay, and the next window starts from the states at ``stop``. One window ``[0, T+1)`` is the plain
+    full pass (:func:`run_pass`).
 
     Args:
         draws: frozen randomness (T steps, B samples, width m, dimension d).
-        K: (T+1, T+1) strictly lower-triangular memory kernel.
-        L: (T+1, T+1) lower-triangular factor of C_r (``U = L @ G / sqrt(4 alpha)``).
         alpha, h, lam: sample ratio, step size, l2 strength.
         channels: number P of tangents; tangent c receives the probes of the times
             j = c mod P only, so the estimate of column j of R picks up cross terms
             from T/P injections instead of T (cost: P tangents).
         spectrum_steps: steps at which the eigenvalues of S are kept.
-        block: the memory sum over past blocks is one matrix product per block of
-            this many steps (the in-block part is a short vector product per step).
-        keep_states: also return the error trajectory ``E`` (diagnostics, tests).
+        block: the memory sum over the past is one matrix product per block of this many
+            steps (the in-block part is a short vector product per step).
 
-    Cost: O(T m d^2 B (2 + 3P)) for the matrix products, O(T^2 d^2 B (1 + P)) for memory and noise.
+        kernel_dtype: dtype of ``C_e`` and ``R`` (default the draws' dtype). The process runs in the
+            draws' dtype; the kernels ``K``, ``L`` it is given are cast to it, and its products for ``C_e`` and
+            ``R`` are accumulated in it, then stored in ``kernel_dtype``.
+
+    Attributes (per sample, over steps 0..T): ``C_e``, ``R`` (B, T+1, T+1), filled in rows ``[0, stop)``
+    of the last run; ``hist`` (T+1, 1+P, B, d, d): ``[E_k, dS_k of each tangent]``.
+
+    Cost of a window of w rows ending at b: O(w m d^2 B (2 + 3P)) for the step products, O(w b d^2 B (1 + P))
+    for memory, noise, C_e and R.
     """
-    T, B, m, d = draws.shape
-    P = channels
-    n_flat = B * d * d
-    noise = (L @ draws.goe.reshape(T + 1, n_flat)).mul_(1.0 / math.sqrt(4.0 * alpha)).reshape(T + 1, B, d, d)
-    hist = draws.w0.new_empty(T + 1, 1 + P, B, d, d)  # [E_k, dS_k of each channel]
-    flat = hist.view(T + 1, (1 + P) * n_flat)
-    eye = torch.eye(d, dtype=hist.dtype, device=hist.device)
-    w, dw = draws.w0.clone(), draws.w0.new_zeros(P, B, m, d)
-    spectra = {}
-    for start in range(0, T + 1, block):
-        stop = min(start + block, T + 1)
-        past = (K[start:stop, :start] @ flat[:start]).view(stop - start, 1 + P, B, d, d)
-        for k in range(start, stop):
-            s = w.transpose(1, 2) @ w / m
-            ds = dw.transpose(2, 3) @ w
-            hist[k, 0] = s - draws.s_star
-            hist[k, 1:] = (ds + ds.transpose(2, 3)) / m
-            if k in spectrum_steps:
-                spectra[k] = torch.linalg.eigvalsh(s)
-            if k == T:
-                break
-            mem = past[k - start] + (K[k, start:k] @ flat[start:k]).view(1 + P, B, d, d)
-            gamma = mem[0] - hist[k, 0] + noise[k]
-            dgamma = mem[1:] - hist[k, 1:]
-            dgamma[k % P] += draws.probes[k]
-            both = torch.cat([w[None], dw]) @ ((1.0 - 2.0 * h * lam) * eye + 2.0 * h * gamma)
-            dw = both[1:] + 2.0 * h * (w @ dgamma)
-            w = both[0]
-    e = hist[:, 0].reshape(T + 1, B, d * d).transpose(0, 1)
-    C_e = (2.0 / d) * (e @ e.transpose(1, 2))
-    R = C_e.new_zeros(B, T + 1, T + 1)
-    for c in range(P):
-        ds = hist[:, 1 + c].reshape(T + 1, B, d * d).transpose(0, 1)
-        pr = draws.probes[c::P].reshape(-1, B, d * d).transpose(0, 1)
-        R[:, :, c:T:P] = (ds @ pr.transpose(1, 2)) / (d * (d + 1) // 2)
-    return PassResult(C_e=C_e, R=torch.tril(R, diagonal=-1), spectra=spectra,
-                      E=hist[:, 0].clone() if keep_states else None)
+
+    def __init__(self, draws: Draws, *, alpha: float, h: float, lam: float, channels: int = 1,
+                 spectrum_steps=(), block: int = 32, kernel_dtype: torch.dtype | None = None):
+        T, B, m, d = draws.shape
+        self.draws, self.alpha, self.h, self.lam, self.P, self.block = draws, alpha, h, lam, channels, block
+        self.spectrum_steps = frozenset(int(s) for s in spectrum_steps)
+        self.hist = draws.w0.new_empty(T + 1, 1 + channels, B, d, d)
+        self.C_e = torch.zeros(B, T + 1, T + 1, dtype=kernel_dtype or draws.w0.dtype, device=draws.w0.device)
+        self.R = torch.zeros_like(self.C_e)
+        self.spectra: dict = {}
+        self.done = 0  # rows [0, done) are frozen; w, dw are the states at step done
+        self.w, self.dw = draws.w0.clone(), draws.w0.new_zeros(channels, B, m, d)
+        self._next = None
+
+    def run(self, K: torch.Tensor, L: torch.Tensor, stop: int) -> None:
+        """Run steps ``done .. stop-1`` under the rows ``[done, stop)`` of ``K`` (strictly lower memory kernel)
+        and ``L`` (lower factor of C_r, ``U = L @ G / sqrt(4 alpha)``); both (>= stop, >= stop). Fills those
+        rows of ``hist``, ``C_e`` (and its mirror columns) and ``R``; the frozen rows are not touched."""
+        T, B, m, d = self.draws.shape
+        a, P, h = self.done, self.P, self.h
+        n_flat = B * d * d
+        hist, flat = self.hist, self.hist.view(T + 1, (1 + P) * n_flat)
+        K = K[:stop, :stop].to(hist.dtype)
+        goe = self.draws.goe[:stop].reshape(stop, n_flat)
+        noise = (L[a:stop, :stop].to(hist.dtype) @ goe).mul_(1.0 / math.sqrt(4.0 * self.alpha)).reshape(stop - a, B, d, d)
+        eye = torch.eye(d, dtype=hist.dtype, device=hist.device)
+        w, dw = self.w.clone(), self.dw.clone()
+        for start in range(a, stop, self.block):
+            end = min(start + self.block, stop)
+            past = (K[start:end, :start] @ flat[:start]).view(end - start, 1 + P, B, d, d)
+            for k in range(start, end):
+                s = w.transpose(1, 2) @ w / m
+                ds = dw.transpose(2, 3) @ w
+                hist[k, 0] = s - self.draws.s_star
+                hist[k, 1:] = (ds + ds.transpose(2, 3)) / m
+                if k in self.spectrum_steps:
+                    self.spectra[k] = torch.linalg.eigvalsh(s)
+                if k == T:
+                    break
+                mem = past[k - start] + (K[k, start:k] @ flat[start:k]).view(1 + P, B, d, d)
+                gamma = mem[0] - hist[k, 0] + noise[k - a]
+                dgamma = mem[1:] - hist[k, 1:]
+                dgamma[k % P] += self.draws.probes[k]
+                both = torch.cat([w[None], dw]) @ ((1.0 - 2.0 * h * self.lam) * eye + 2.0 * h * gamma)
+                dw = both[1:] + 2.0 * h * (w @ dgamma)
+                w = both[0]
+        self._next = (stop, w, dw)
+        self._kernel_rows(a, stop)
+
+    def _kernel_rows(self, a: int, b: int) -> None:
+        """Rows ``[a, b)`` of the per-sample ``C_e`` (columns ``[0, b)``, mirrored) and ``R`` (strictly lower)."""
+        T, B, m, d = self.draws.shape
+        e = self.hist[:b, 0].reshape(b, B, d * d).transpose(0, 1)
+        rows = ((2.0 / d) * (e[:, a:b] @ e.transpose(1, 2))).to(self.C_e.dtype)
+        self.C_e[:, a:b, :b] = rows
+        self.C_e[:, :a, a:b] = rows[:, :, :a].transpose(1, 2)
+        D = d * (d + 1) // 2
+        R = self.R[:, a:b, :b]
+        R.zero_()
+        for c in range(self.P):
+            last = min(b, T)  # probes exist for the times 0..T-1
+            if c >= last:
+                continue
+            ds = self.hist[a:b, 1 + c].reshape(b - a, B, d * d).transpose(0, 1)
+            pr = self.draws.probes[c:last:self.P].reshape(-1, B, d * d).transpose(0, 1)
+            R[:, :, c:last:self.P] = ((ds @ pr.transpose(1, 2)) / D).to(R.dtype)
+        R.copy_(torch.tril(R, diagonal=a - 1))  # row k keeps the columns j < k
+
+    def freeze(self) -> None:
+        """Freeze the rows of the last :meth:`run` and move the start of the next window to its end."""
+        self.done, self.w, self.dw = self._next
+
+
+def run_pass(draws: Draws, K: torch.Tensor, L: torch.Tensor, *, alpha: float, h: float, lam: float,
+             channels: int = 1, spectrum_steps=(), block: int = 32, keep_states: bool = False) -> PassResult:
+    """One full pass of the effective process and its tangent(s) for T steps under kernels ``K`` and ``L``
+    (both (T+1, T+1); see :class:`EffectiveProcess` for the arguments); ``keep_states`` also returns the
+    error trajectory ``E`` (diagnostics, tests)."""
+    T = draws.shape[0]
+    proc = EffectiveProcess(draws, alpha=alpha, h=h, lam=lam, channels=channels, spectrum_steps=spectrum_steps,
+                            block=block)
+    proc.run(K, L, T + 1)
+    return PassResult(C_e=proc.C_e, R=proc.R, spectra=proc.spectra, E=proc.hist[:, 0].clone() if keep_states else None)

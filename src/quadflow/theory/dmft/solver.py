@@ -4,11 +4,13 @@ The fixed point over the kernels (C_r, K) couples the parameter-side effective
 process (:mod:`quadflow.theory.dmft.process`, d_eff x d_eff matrices, ``samples``
 copies batched) with the closed-form sample side
 (:mod:`quadflow.theory.dmft.kernels`). Every random number is drawn once, so the
-kernel map is deterministic and plain iteration converges to its fixed point.
-Outputs are on the simulation's grid ``t = step * h`` (the paper's time,
-docs/theory.md section 2), step 0..steps, with the simulation's metric names and
-normalisation (docs/theory.md sections 1-2: ``mse = |S - S*|_F^2 / d``,
-``train_loss = (1/(4n)) sum r^2``).
+kernel map is deterministic. It is also causal: the kernel rows up to step k
+depend on the process up to step k only. The solve converges it window after
+window of steps (plain iteration on the window's rows, the past frozen), so each
+iteration reruns only the window's steps. Outputs are on the simulation's grid
+``t = step * h`` (the paper's time, docs/theory.md section 2), step 0..steps,
+with the simulation's metric names and normalisation (docs/theory.md sections
+1-2: ``mse = |S - S*|_F^2 / d``, ``train_loss = (1/(4n)) sum r^2``).
 """
 from __future__ import annotations
 
@@ -20,17 +22,18 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from quadflow.runtime.memory import require_bytes
 from quadflow.problem import Problem, check_domain
 from quadflow.runtime.device import resolve_device
-from quadflow.theory.dmft.kernels import kernel_change, noise_factor, sample_side
-from quadflow.theory.dmft.process import draw, run_pass
+from quadflow.runtime.memory import require_bytes
+from quadflow.theory.dmft.kernels import row_change, sample_rows, sample_side
+from quadflow.theory.dmft.process import EffectiveProcess, draw
 
 CURVES = ("mse", "test_error", "train_loss", "in_sample_error")
 MIN_D_EFF = 8  # smallest d_eff accepted: the kernel estimates are unstable below it
 WARN_D_EFF = 24  # below this d_eff a solve warns (O(1/d_eff) bias)
 STALL_ITERATIONS = 3  # non-decreasing residuals before the damping fallback
 FALLBACK_DAMPING = 0.5
+WINDOW = 25  # steps per causal window (docs/benchmarks.md: the fastest of 5, 10, 25, 50 and one window at d_eff 64, T 400)
 
 
 def _check(h, steps, d_eff, samples, channels, tol, max_iter, damping, spectrum_steps) -> None:
@@ -55,21 +58,26 @@ def _check(h, steps, d_eff, samples, channels, tol, max_iter, damping, spectrum_
                       "R is noisier; increase d_eff", RuntimeWarning, stacklevel=3)
 
 
-def memory_bytes(steps: int, d_eff: int, samples: int, channels: int, itemsize: int = 8) -> int:
-    """Bytes a solve holds (``itemsize`` bytes per number): the state history (1 + channels),
-    noise, GOE draws and probes, each (T+1) x samples x d_eff^2 numbers, plus the
-    per-sample (T+1) x (T+1) kernels; ``T = steps``."""
-    per_buffer = (steps + 1) * samples * d_eff ** 2 * itemsize
-    return per_buffer * (channels + 4) + (2 * samples + 12) * (steps + 1) ** 2 * itemsize
+def memory_bytes(steps: int, d_eff: int, samples: int, channels: int, itemsize: int = 8,
+                 kernel_itemsize: int = 8) -> int:
+    """Peak bytes of a solve. Per (T+1) x samples x d_eff^2 numbers (``T = steps``): the state history
+    (1 + channels), the GOE draws and the probes in the process dtype (``itemsize`` bytes), or, while
+    the GOE field is drawn (in float64, three temporaries, then cast), 3 x 8 + ``itemsize`` bytes,
+    whichever is larger; plus the per-sample and mean (T+1) x (T+1) kernels (``kernel_itemsize``)."""
+    per_buffer = (steps + 1) * samples * d_eff ** 2
+    process = per_buffer * max((channels + 3) * itemsize, 3 * 8 + itemsize)
+    return process + (2 * samples + 12) * (steps + 1) ** 2 * kernel_itemsize
 
 
-def _check_stable(C_e: torch.Tensor, side, h: float) -> None:
-    """Raise when the effective process or its response diverged (GD step too large)."""
-    bad = ~torch.isfinite(side.K).all(1)
-    for diag in (torch.diagonal(C_e), torch.diagonal(side.C_r)):
-        bad |= ~torch.isfinite(diag) | (diag.abs() > 1e6 * diag[0].abs().clamp_min(1.0))
+def _check_stable(C_e: torch.Tensor, rows, a: int, h: float) -> None:
+    """Raise when the effective process or its response diverged (GD step too large) in rows ``[a, b)``."""
+    diag_e = torch.diagonal(C_e)
+    diag_r = torch.diagonal(rows.C_r[:, a:])
+    bad = ~torch.isfinite(rows.K).all(1)
+    for diag, ref in ((diag_e[a:], diag_e[0]), (diag_r, rows.scale)):
+        bad |= ~torch.isfinite(diag) | (diag.abs() > 1e6 * max(abs(float(ref)), 1.0))
     if bool(bad.any()):
-        k = int(torch.nonzero(bad)[0])
+        k = a + int(torch.nonzero(bad)[0])
         raise ValueError(f"h={h} is too large for stability: the effective process diverged at step {k} "
                          f"(t={k * h:.3g}); reduce h (GD needs roughly h < 1/(2 lambda_max(S)))")
 
@@ -95,10 +103,20 @@ def _jackknife(C_e_b: torch.Tensor, R_b: torch.Tensor, delta: float, p: Problem,
     return out
 
 
+def _extend_rows(M: torch.Tensor, a: int, b: int) -> None:
+    """First guess of the rows ``[a, b)`` of the lower-triangular ``M`` (>= b, >= b), in place: each row repeats
+    the lag profile of row ``a - 1``, ``M[k, k - l] = M[a-1, a-1-l]`` (0 for lags beyond ``a - 1``)."""
+    for k in range(a, b):
+        lag = k - a + 1  # row k is row a - 1 shifted right by this many columns
+        M[k, :k + 1] = 0.0
+        M[k, lag:lag + a] = M[a - 1, :a]
+
+
 def solve_dmft(p: Problem, h: float = 0.05, steps: int = 400, d_eff: int = 64, samples: int = 4, seed: int = 0,
-               channels: int = 4, device: str = "cpu", dtype: torch.dtype = torch.float64, tol: float = 1e-4, max_iter: int = 60,
-               damping: float = 0.0, spectrum_steps=(), callback=None, save_kernels: str | None = None,
-               return_kernels: bool = False, noisy_test: bool = False, delta: float | None = None) -> dict:
+               channels: int = 4, device: str = "cpu", dtype: torch.dtype = torch.float64, tol: float = 1e-4,
+               max_iter: int = 60, damping: float = 0.0, window: int | None = WINDOW, spectrum_steps=(),
+               callback=None, save_kernels: str | None = None, return_kernels: bool = False,
+               noisy_test: bool = False, delta: float | None = None) -> dict:
     """Solve the discrete-time DMFT of GD ``W <- W + 2h (W Gamma - lam W)`` for ``steps`` steps.
 
     Args:
@@ -112,16 +130,30 @@ def solve_dmft(p: Problem, h: float = 0.05, steps: int = 400, d_eff: int = 64, s
             against 1 (docs/validation.md) for +60% cost; more gains little.
         seed: seed of all frozen random numbers; sample b shares its teacher and
             initialisation with ``simulate``/``solve_population`` at d_eff and seed + b.
-        device, dtype: torch device (``cpu``, ``cuda``, ``auto``) and dtype.
-        tol: convergence threshold on the per-iteration residual
-            (:func:`quadflow.theory.dmft.kernels.kernel_change`).
-        max_iter: iteration cap; not converging warns and sets ``converged=False``.
+        device: torch device (``cpu``, ``cuda``, ``auto``).
+        dtype: dtype of the effective process and its draws. The kernels (C_e, R, C_r, K, the Cholesky
+            factor) are float64 either way. float32 is not accurate enough: the noise realisation
+            ``U = L G`` sums large terms of both signs (C_r is nearly singular), so float32 round-off
+            leaves a residual floor near 3e-3 and moves the curves by up to 3 jackknife errors
+            (docs/benchmarks.md).
+        tol: convergence threshold on the per-iteration residual of a window
+            (:func:`quadflow.theory.dmft.kernels.row_change` over its rows).
+        max_iter: iteration cap per window; a window not converging warns (naming its steps and its
+            residual) and sets ``converged=False``; the later windows still run.
         damping: weight of the old kernels in the update (0 = plain iteration). If
-            the residual stalls for 3 iterations, damping switches to 0.5 (warned).
+            the residual of a window stalls for 3 iterations, damping switches to 0.5 (warned).
+        window: steps per causal window. The kernel rows up to step k depend on the process up to k only,
+            so the fixed point is converged window after window and a converged window is frozen: its
+            process, tangents and kernel rows are not recomputed. Short windows converge in a few
+            iterations (4-5 at 10 steps, 6-7 at 25, against 11-13 for the whole trajectory at once);
+            below about 25 steps the products over the frozen past become memory-bound. None: one
+            window over all steps (the plain fixed-point iteration).
         spectrum_steps: steps at which to return the eigenvalues of S (all samples pooled).
-        callback: ``callback(iteration, residual)`` after every iteration.
+        callback: ``callback(iteration, residual, solved)`` after every iteration: its number over the
+            whole solve, the residual of its window, and the number of steps converged so far (the window's
+            end once it converged).
         save_kernels: path of an ``.npz`` with ``t`` (steps + 1,) and the kernels C_e, R, C_r, K,
-            each (steps + 1, steps + 1), as numpy arrays of ``dtype``.
+            each (steps + 1, steps + 1), as float64 numpy arrays.
         return_kernels: also return them under ``"kernels"``.
         noisy_test: add Delta to ``test_error`` (as the simulation's option).
         delta: Onsager ratio ``D/n`` of the sample side; default its limit ``1/(2 alpha)``
@@ -133,9 +165,10 @@ def solve_dmft(p: Problem, h: float = 0.05, steps: int = 400, d_eff: int = 64, s
         ``in_sample_error``; ``stderr`` (dict of jackknife standard errors of the
         ``CURVES`` over samples, same shape; NaN with one sample); ``spectrum`` (list,
         one array of ``samples * d_eff`` eigenvalues of S per spectrum step),
-        ``spectrum_t`` (their times); ``converged`` (bool),
-        ``iterations``, ``residuals`` (list), ``damping``, ``d_eff``, ``samples``,
-        ``wall_time`` (s).
+        ``spectrum_t`` (their times); ``converged`` (bool: every window converged),
+        ``iterations`` (over all windows), ``residuals`` (list, in order), ``windows`` (list of
+        ``{start, stop, iterations, residual, converged}``), ``passes`` (the process steps run, in
+        full passes over all steps), ``damping``, ``d_eff``, ``samples``, ``wall_time`` (s).
 
     Raises:
         ValueError: bad argument (named), or divergence of the process (h too large).
@@ -143,6 +176,8 @@ def solve_dmft(p: Problem, h: float = 0.05, steps: int = 400, d_eff: int = 64, s
     """
     spectrum_steps = tuple(sorted({int(s) for s in spectrum_steps}))
     _check(h, steps, d_eff, samples, channels, tol, max_iter, damping, spectrum_steps)
+    if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
+        raise ValueError(f"window must be an integer >= 1 or None, got {window!r}")
     start = time.perf_counter()
     dev = resolve_device(device)
     require_bytes(memory_bytes(steps, d_eff, samples, channels, torch.empty((), dtype=dtype).element_size()), dev,
@@ -150,44 +185,64 @@ def solve_dmft(p: Problem, h: float = 0.05, steps: int = 400, d_eff: int = 64, s
     delta = 1.0 / (2.0 * p.alpha) if delta is None else float(delta)
     if not delta > 0:
         raise ValueError(f"delta must be > 0, got {delta!r}")
-    draws = draw(replace(p, d=d_eff), steps, samples, seed, dev, dtype)
-    C_r = torch.zeros(steps + 1, steps + 1, dtype=dtype, device=dev)
-    K = torch.zeros_like(C_r)
-    residuals, converged, best, stalled = [], False, math.inf, 0
-    for iteration in range(1, max_iter + 1):
-        res = run_pass(draws, K, noise_factor(C_r), alpha=p.alpha, h=h, lam=p.lam, channels=channels,
-                       spectrum_steps=spectrum_steps)
-        C_e, R = res.C_e.mean(0), res.R.mean(0)
-        side = sample_side(C_e, R, delta, p.Delta)
-        _check_stable(C_e, side, h)
-        residual = kernel_change(C_r, K, side)
-        residuals.append(residual)
-        if callback is not None:
-            callback(iteration, residual)
-        if residual < tol:
-            converged = True
-            break
-        stalled = stalled + 1 if residual >= best else 0
-        best = min(best, residual)
-        if stalled >= STALL_ITERATIONS and damping == 0.0:
-            warnings.warn(f"plain iteration stalled at residual {residual:.3g}; switching to damping="
-                          f"{FALLBACK_DAMPING}", RuntimeWarning, stacklevel=2)
-            damping, stalled = FALLBACK_DAMPING, 0
-        C_r = damping * C_r + (1 - damping) * side.C_r
-        K = damping * K + (1 - damping) * side.K
-    if not converged:
-        warnings.warn(f"DMFT not converged after max_iter={max_iter} iterations (residual {residuals[-1]:.3g} "
-                      f"> tol={tol}); increase max_iter, set damping (e.g. 0.5), or reduce steps",
+    kd = torch.float64
+    proc = EffectiveProcess(draw(replace(p, d=d_eff), steps, samples, seed, dev, dtype), alpha=p.alpha, h=h,
+                            lam=p.lam, channels=channels, spectrum_steps=spectrum_steps, kernel_dtype=kd)
+    T1 = steps + 1
+    A, L, K = (torch.zeros(T1, T1, dtype=kd, device=dev) for _ in range(3))  # L: Cholesky factor of C_r
+    scale, residuals, windows = 0.0, [], []
+    width = T1 if window is None else window
+    for a in range(0, T1, width):
+        b = min(a + width, T1)
+        if a > 0:  # first guess: the last frozen row's lag profile, continued
+            _extend_rows(L, a, b)
+            _extend_rows(K, a, b)
+        best, stalled, done = math.inf, 0, False
+        for it in range(1, max_iter + 1):
+            proc.run(K, L, b)
+            C_e, R = proc.C_e[:, :b, :b].mean(0), proc.R[:, :b, :b].mean(0)
+            rows = sample_rows(C_e, R, A, L, a, delta, p.Delta, scale)
+            _check_stable(C_e, rows, a, h)
+            residual = row_change(L, K, rows, a)
+            residuals.append(residual)
+            done = residual < tol
+            if callback is not None:
+                callback(len(residuals), residual, b if done else a)
+            if done:
+                break
+            stalled = stalled + 1 if residual >= best else 0
+            best = min(best, residual)
+            if stalled >= STALL_ITERATIONS and damping == 0.0:
+                warnings.warn(f"plain iteration stalled at residual {residual:.3g} in the window of steps [{a}, {b}); "
+                              f"switching to damping={FALLBACK_DAMPING}", RuntimeWarning, stacklevel=2)
+                damping, stalled = FALLBACK_DAMPING, 0
+            L[a:b, :b] = damping * L[a:b, :b] + (1 - damping) * rows.L
+            K[a:b, :b] = damping * K[a:b, :b] + (1 - damping) * rows.K
+        # the window is frozen with the kernels its process implies (the next window starts from them)
+        A[a:b, :b], L[a:b, :b], K[a:b, :b], scale = rows.A, rows.L, rows.K, rows.scale
+        windows.append({"start": a, "stop": b, "iterations": it, "residual": residual, "converged": done})
+        proc.freeze()
+    failed = [w for w in windows if not w["converged"]]
+    if failed:
+        first, worst = failed[0], max(failed, key=lambda w: w["residual"])
+        warnings.warn(f"DMFT not converged in {len(failed)} of {len(windows)} windows after max_iter={max_iter} "
+                      f"iterations each: first the window of steps [{first['start']}, {first['stop']}) (t in "
+                      f"[{first['start'] * h:.4g}, {(first['stop'] - 1) * h:.4g}], residual {first['residual']:.3g}), "
+                      f"worst residual {worst['residual']:.3g} in [{worst['start']}, {worst['stop']}) > tol={tol}; "
+                      "the result is flagged (converged=False): increase max_iter, set damping (e.g. 0.5), or reduce h",
                       RuntimeWarning, stacklevel=2)
-    out = {"t": h * np.arange(steps + 1), "step": np.arange(steps + 1)}
+    side = sample_side(proc.C_e.mean(0), proc.R.mean(0), delta, p.Delta)
+    out = {"t": h * np.arange(T1), "step": np.arange(T1)}
     out.update({k: v.cpu().numpy() for k, v in _curves(side, p, noisy_test).items()})
-    out["stderr"] = _jackknife(res.C_e, res.R, delta, p, noisy_test)
-    out["spectrum"] = [res.spectra[s].reshape(-1).cpu().numpy() for s in spectrum_steps]
+    out["stderr"] = _jackknife(proc.C_e, proc.R, delta, p, noisy_test)
+    out["spectrum"] = [proc.spectra[s].reshape(-1).double().cpu().numpy() for s in spectrum_steps]
     out["spectrum_t"] = h * np.array(spectrum_steps, dtype=float)
-    out.update(converged=converged, iterations=len(residuals), residuals=residuals, damping=damping,
-               d_eff=d_eff, samples=samples, wall_time=time.perf_counter() - start)
+    out.update(converged=all(w["converged"] for w in windows), iterations=len(residuals), residuals=residuals,
+               windows=windows, passes=sum(w["iterations"] * (w["stop"] - w["start"]) for w in windows) / T1,
+               damping=damping, d_eff=d_eff, samples=samples, wall_time=time.perf_counter() - start)
     kernels = {"t": out["t"], **{k: v.cpu().numpy() for k, v in
-                                 (("C_e", C_e), ("R", R), ("C_r", side.C_r), ("K", side.K))}}
+                                 (("C_e", proc.C_e.mean(0)), ("R", proc.R.mean(0)), ("C_r", side.C_r),
+                                  ("K", side.K))}}
     if save_kernels is not None:
         np.savez(save_kernels, **kernels)
     if return_kernels:
