@@ -1,0 +1,9 @@
+"""Analysis of measured results against the theory (numpy and scipy only).
+
+    from quadflow.analysis import extrapolate
+    ex = extrapolate(d, mse, theory=sol.mse)     # d: size of each seed's run, mse: its final value
+    ex.value, ex.error, ex.model, ex.p, ex.gap, ex.gap_law.p, ex.size_at_gap(0.02)
+"""
+from quadflow.analysis.finite_size import Extrapolation, Law, extrapolate, extrapolate_or_explain, per_size
+
+__all__ = ["Extrapolation", "Law", "extrapolate", "extrapolate_or_explain", "per_size"]
