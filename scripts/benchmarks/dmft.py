@@ -4,11 +4,12 @@ cost against the simulation at equal statistical error.
 ``run(quick, device)`` returns a JSON-serialisable dict (called by scripts/bench.py):
 
 - ``speed``: per (d_eff, T) at (kappa, kappa*, alpha, Delta, lam) = (1.2, 0.4, 0.7, 0.1, 0.02), h = 0.02,
-  4 samples, 4 channels, float64: for the 9a5c334 solver (plain iteration over the whole trajectory,
-  loaded with ``git archive`` by :mod:`baseline`) and the current one, the wall seconds, iterations,
-  passes (process steps run / (T+1)), the flops of one pass (:func:`pass_flops`), the achieved GFLOP/s and
-  its fraction of the float64 GEMM peak measured in the same run; the speed-up; and the agreement of the
-  curves (max over t > 0 of |new - old| / jackknife error of the old, and the max relative gap).
+  4 samples, 4 channels, a float64 process: for the 9a5c334 solver (plain iteration over the whole
+  trajectory, float64 tangents, loaded with ``git archive`` by :mod:`baseline`) and the current one (causal
+  windows, float32 tangents), the wall seconds, iterations, passes (process steps run / (T+1)), the flops
+  of one pass by dtype (:func:`pass_flops`), the achieved GFLOP/s and its fraction of the float64 and
+  float32 GEMM peaks measured in the same run; the speed-up; and the agreement of the curves (max over
+  t > 0 of |new - old| / jackknife error of the old, and the max relative gap).
 - ``windows``: the current solver at one size for several window lengths (the default's choice).
 - ``app_default``: the app's default CPU-sized solve (d_eff=64, T=400, 4 samples).
 - ``equal_error``: relative statistical error (RMS over t of seed-to-seed std / mean
@@ -22,7 +23,6 @@ cost against the simulation at equal statistical error.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 import time
@@ -31,8 +31,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from quadflow import Problem, simulate
-from quadflow.theory.dmft import solve_dmft
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script or from scripts/bench.py
+from benchmarks import baseline  # noqa: E402
+from benchmarks.sim import gemm_peak  # noqa: E402
+from quadflow import Problem, simulate  # noqa: E402
+from quadflow.theory.dmft import solve_dmft  # noqa: E402
 
 PROBLEM = dict(kappa=1.5, kappa_star=0.5, alpha=1.5, Delta=0.2, lam=0.05)
 H = 0.05
@@ -43,50 +46,48 @@ WINDOWS = (5, 10, 25, 50)
 CURVE_KEYS = ("mse", "train_loss", "in_sample_error")
 
 
-def pass_flops(d_eff: int, steps: int, kappa: float, samples: int = 4, channels: int = 4) -> int:
-    """Flops of one full pass of the effective process: the step products ``2 m d^2 B (2 + 3P)`` per step,
-    and per pair of steps j < k the memory sum over the history ``2 (1 + P) B d^2``, the noise ``2 B d^2``
-    and the kernel rows C_e and R (``2 B d^2`` each): ``T^2 B d^2 (1 + P + 3)`` in all."""
+def pass_flops(d_eff: int, steps: int, kappa: float, samples: int = 4, channels: int = 4,
+               tangents_fp32: bool = True) -> dict:
+    """Flops of one full pass of the effective process, split by dtype: ``{"fp64": ..., "fp32": ...}``.
+
+    Step products ``2 m d^2 B`` each: 2 for the process (``W^T W``, ``W M``), 3P for the tangents. Per pair of
+    steps j < k, ``2 B d^2`` for each of the memory sum of the process, the noise and C_e, and of the memory
+    sums of the P tangents and R: ``T^2 B d^2 (3 + P + 1)`` in all. The tangent share is float32 when
+    ``tangents_fp32`` (the current solver's default), float64 otherwise (the 9a5c334 solver).
+    """
     m, T, B, P = max(1, round(kappa * d_eff)), steps + 1, samples, channels
-    return int(2 * m * d_eff ** 2 * B * (2 + 3 * P) * T + T ** 2 * B * d_eff ** 2 * (4 + P))
+    process = 2 * m * d_eff ** 2 * B * 2 * T + T ** 2 * B * d_eff ** 2 * 3
+    tangents = 2 * m * d_eff ** 2 * B * 3 * P * T + T ** 2 * B * d_eff ** 2 * (P + 1)
+    return {"fp64": process + (0 if tangents_fp32 else tangents), "fp32": tangents if tangents_fp32 else 0}
 
 
-def gemm_peak_fp64(device: str, size: int) -> float:
-    """GFLOP/s of a plain ``size x size`` float64 ``torch.mm`` (best of 3), at the current thread count."""
-    a = torch.randn(size, size, dtype=torch.float64, device=device)
-    b = torch.randn(size, size, dtype=torch.float64, device=device)
-    best = float("inf")
-    for _ in range(4):
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        torch.mm(a, b)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t0)
-    return 2 * size ** 3 / best / 1e9
+def gemm_peaks(device: str, quick: bool) -> dict:
+    """``{"fp64": GFLOP/s, "fp32": GFLOP/s}`` of square GEMMs (512 with ``quick``, else 2048), timed by the
+    simulation benchmark's :func:`benchmarks.sim.gemm_peak`."""
+    size, dev = (512 if quick else 2048), torch.device(device)
+    return {prec: 1e3 * gemm_peak(dev, prec, size)["tflops"] for prec in ("fp64", "fp32")}
 
 
 def _baseline_solver():
     """The 9a5c334 ``solve_dmft`` (None and the reason when the baseline cannot be loaded)."""
-    spec = importlib.util.spec_from_file_location("quadflow_bench_baseline", Path(__file__).with_name("baseline.py"))
-    loader = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = loader  # its dataclasses look their module up
-    spec.loader.exec_module(loader)
-    base, why = loader.load_or_reason()
+    base, why = baseline.load_or_reason()
     return (base.module("theory.dmft").solve_dmft, None) if base is not None else (None, why)
 
 
-def _timed(solver, d_eff: int, steps: int, device: str, peak: float, **kw) -> tuple[dict, dict]:
+def _timed(solver, d_eff: int, steps: int, device: str, peaks: dict, tangents_fp32: bool = True,
+           **kw) -> tuple[dict, dict]:
+    """Solve once and time it. ``fraction_of_gemm_peak``: the time the passes' flops would take at the GEMM
+    peaks of their dtypes (``fp64 / peak_fp64 + fp32 / peak_fp32``) over the measured time."""
     p = Problem(d=d_eff, **SPEED_PROBLEM)
     t0 = time.perf_counter()
     th = solver(p, h=SPEED_H, steps=steps, d_eff=d_eff, samples=4, seed=0, device=device, **kw)
     wall = time.perf_counter() - t0
     passes = float(th.get("passes", th["iterations"]))
-    flops = pass_flops(d_eff, steps, SPEED_PROBLEM["kappa"])
-    gflops = passes * flops / wall / 1e9
+    flops = pass_flops(d_eff, steps, SPEED_PROBLEM["kappa"], tangents_fp32=tangents_fp32)
+    at_peak = passes * sum(flops[k] / (peaks[k] * 1e9) for k in flops)
     return {"seconds": wall, "iterations": int(th["iterations"]), "passes": passes, "pass_flops": flops,
-            "gflops": gflops, "fraction_of_gemm_peak": gflops / peak, "converged": bool(th["converged"])}, th
+            "gflops": passes * sum(flops.values()) / wall / 1e9, "fraction_of_gemm_peak": at_peak / wall,
+            "converged": bool(th["converged"])}, th
 
 
 def _agreement(new: dict, old: dict) -> dict:
@@ -102,33 +103,33 @@ def _agreement(new: dict, old: dict) -> dict:
 def speed(device: str, quick: bool) -> dict:
     """The windowed solver against the 9a5c334 one at the issue's sizes, in the same process."""
     sizes = ((24, 60),) if quick else SPEED_SIZES
-    peak = gemm_peak_fp64(device, 512 if quick else 2048)
+    peaks = gemm_peaks(device, quick)
     old_solver, why = _baseline_solver()
     rows = []
     for d_eff, steps in sizes:
         row = {"d_eff": d_eff, "T": steps}
-        new, th_new = _timed(solve_dmft, d_eff, steps, device, peak)
+        new, th_new = _timed(solve_dmft, d_eff, steps, device, peaks)
         row["new"] = new
         if old_solver is None:
             row["old"] = {"skipped": why}
         else:
-            row["old"], th_old = _timed(old_solver, d_eff, steps, device, peak)
+            row["old"], th_old = _timed(old_solver, d_eff, steps, device, peaks, tangents_fp32=False)
             row["speedup"] = row["old"]["seconds"] / new["seconds"]
             row["agreement"] = _agreement(th_new, th_old)
         print(f"[dmft] D={d_eff} T={steps}: new {new['seconds']:.1f} s ({new['passes']:.2f} passes), old "
               f"{row['old'].get('seconds', float('nan')):.1f} s ({row['old'].get('iterations', '-')} iterations)",
               flush=True)
         rows.append(row)
-    return {"problem": SPEED_PROBLEM, "h": SPEED_H, "gemm_peak_fp64_gflops": peak, "sizes": rows}
+    return {"problem": SPEED_PROBLEM, "h": SPEED_H, "gemm_peak_gflops": peaks, "sizes": rows}
 
 
 def windows(device: str, quick: bool) -> list[dict]:
     """The current solver at one size for each window length in ``WINDOWS`` (and None: one window)."""
     d_eff, steps = (24, 60) if quick else (64, 400)
-    peak = gemm_peak_fp64(device, 512 if quick else 2048)
+    peaks = gemm_peaks(device, quick)
     out = []
     for w in (*WINDOWS, None):
-        res, _ = _timed(solve_dmft, d_eff, steps, device, peak, window=w)
+        res, _ = _timed(solve_dmft, d_eff, steps, device, peaks, window=w)
         out.append({"window": w, "d_eff": d_eff, "T": steps, **res})
     return out
 

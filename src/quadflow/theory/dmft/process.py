@@ -83,8 +83,10 @@ def goe(shape: tuple[int, ...], d: int, g: torch.Generator, device, dtype) -> to
     return (a + a.transpose(-1, -2)) / math.sqrt(2.0 * d)
 
 
-def draw(q: Problem, steps: int, samples: int, seed: int, device: torch.device, dtype: torch.dtype) -> Draws:
-    """Draw every random number of the effective process at dimension ``q.d`` from ``seed``.
+def draw(q: Problem, steps: int, samples: int, seed: int, device: torch.device, dtype: torch.dtype,
+         probe_dtype: torch.dtype | None = None) -> Draws:
+    """Draw every random number of the effective process at dimension ``q.d`` from ``seed``, stored in
+    ``dtype`` (the probes in ``probe_dtype``, default ``dtype``: the dtype of the tangents they drive).
 
     Sample ``b`` has the teacher and initialisation of ``quadflow.simulate`` (and
     ``solve_population``) at dimension ``q.d`` with seed ``seed + b``; the GOE
@@ -97,7 +99,7 @@ def draw(q: Problem, steps: int, samples: int, seed: int, device: torch.device, 
     # drawn in float64 and stored in dtype: a float32 process sees the same realisation as a float64 one
     noise = goe((steps + 1, samples), q.d, g_noise, device, torch.float64).to(dtype)
     return Draws(s_star=s_star, w0=w0, goe=noise,
-                 probes=orthogonal_probes(steps, samples, q.d, g_probe, device, torch.float64).to(dtype))
+                 probes=orthogonal_probes(steps, samples, q.d, g_probe, device, torch.float64).to(probe_dtype or dtype))
 
 
 @dataclass
@@ -135,82 +137,97 @@ class EffectiveProcess:
         spectrum_steps: steps at which the eigenvalues of S are kept.
         block: the memory sum over the past is one matrix product per block of this many
             steps (the in-block part is a short vector product per step).
-
         kernel_dtype: dtype of ``C_e`` and ``R`` (default the draws' dtype). The process runs in the
             draws' dtype; the kernels ``K``, ``L`` it is given are cast to it, and its products for ``C_e`` and
             ``R`` are accumulated in it, then stored in ``kernel_dtype``.
+        tangent_dtype: dtype of the tangents, their history and the probes (default the draws' dtype). The
+            tangents are linear in the probes and enter only through the Hutchinson estimate of ``R``, whose
+            relative noise is ``O(1/d)``, so float32 round-off (``1e-7``) is far below it; the process itself
+            keeps the draws' dtype (its noise ``U = L G`` needs float64, docs/benchmarks.md).
 
     Attributes (per sample, over steps 0..T): ``C_e``, ``R`` (B, T+1, T+1), filled in rows ``[0, stop)``
-    of the last run; ``hist`` (T+1, 1+P, B, d, d): ``[E_k, dS_k of each tangent]``.
+    of the last run; ``hist_e`` (T+1, B, d, d): the errors ``E_k``; ``hist_t`` (T+1, B, P, d, d): ``dS_k`` of
+    each tangent.
 
     Cost of a window of w rows ending at b: O(w m d^2 B (2 + 3P)) for the step products, O(w b d^2 B (1 + P))
     for memory, noise, C_e and R.
     """
 
     def __init__(self, draws: Draws, *, alpha: float, h: float, lam: float, channels: int = 1,
-                 spectrum_steps=(), block: int = 32, kernel_dtype: torch.dtype | None = None):
+                 spectrum_steps=(), block: int = 32, kernel_dtype: torch.dtype | None = None,
+                 tangent_dtype: torch.dtype | None = None):
         T, B, m, d = draws.shape
         self.draws, self.alpha, self.h, self.lam, self.P, self.block = draws, alpha, h, lam, channels, block
         self.spectrum_steps = frozenset(int(s) for s in spectrum_steps)
-        self.hist = draws.w0.new_empty(T + 1, 1 + channels, B, d, d)
-        self.C_e = torch.zeros(B, T + 1, T + 1, dtype=kernel_dtype or draws.w0.dtype, device=draws.w0.device)
+        dev, td = draws.w0.device, tangent_dtype or draws.w0.dtype
+        self.probes = draws.probes.to(td)  # no copy when the draws hold them in td
+        self.hist_e = draws.w0.new_empty(T + 1, B, d, d)
+        self.hist_t = torch.empty(T + 1, B, channels, d, d, dtype=td, device=dev)
+        self.C_e = torch.zeros(B, T + 1, T + 1, dtype=kernel_dtype or draws.w0.dtype, device=dev)
         self.R = torch.zeros_like(self.C_e)
         self.spectra: dict = {}
         self.done = 0  # rows [0, done) are frozen; w, dw are the states at step done
-        self.w, self.dw = draws.w0.clone(), draws.w0.new_zeros(channels, B, m, d)
+        self.w, self.dw = draws.w0, torch.zeros(B, m, channels, d, dtype=td, device=dev)
         self._next = None
 
     def run(self, K: torch.Tensor, L: torch.Tensor, stop: int) -> None:
         """Run steps ``done .. stop-1`` under the rows ``[done, stop)`` of ``K`` (strictly lower memory kernel)
         and ``L`` (lower factor of C_r, ``U = L @ G / sqrt(4 alpha)``); both (>= stop, >= stop). Fills those
-        rows of ``hist``, ``C_e`` (and its mirror columns) and ``R``; the frozen rows are not touched."""
+        rows of ``hist_e``, ``hist_t``, ``C_e`` (and its mirror columns) and ``R``; the frozen rows are not
+        touched.
+
+        The P tangents of a sample are side by side, ``dw`` (B, m, P, d), so each of their products is one
+        matrix product per sample: ``[dW_1 .. dW_P]^T W`` (P d x m by m x d), ``[dW_1 .. dW_P] M`` (m P x d
+        by d x d) and ``W [dGamma_1 .. dGamma_P]`` (m x d by d x P d)."""
         T, B, m, d = self.draws.shape
         a, P, h = self.done, self.P, self.h
-        n_flat = B * d * d
-        hist, flat = self.hist, self.hist.view(T + 1, (1 + P) * n_flat)
-        K = K[:stop, :stop].to(hist.dtype)
-        goe = self.draws.goe[:stop].reshape(stop, n_flat)
-        noise = (L[a:stop, :stop].to(hist.dtype) @ goe).mul_(1.0 / math.sqrt(4.0 * self.alpha)).reshape(stop - a, B, d, d)
-        eye = torch.eye(d, dtype=hist.dtype, device=hist.device)
-        w, dw = self.w.clone(), self.dw.clone()
+        hist_e, hist_t, s_star = self.hist_e, self.hist_t, self.draws.s_star
+        flat_e, flat_t = hist_e.view(T + 1, B * d * d), hist_t.view(T + 1, B * P * d * d)
+        K_e, K_t = K[:stop, :stop].to(hist_e.dtype), K[:stop, :stop].to(hist_t.dtype)
+        goe = self.draws.goe[:stop].reshape(stop, B * d * d)
+        noise = (L[a:stop, :stop].to(hist_e.dtype) @ goe).mul_(1.0 / math.sqrt(4.0 * self.alpha)).view(-1, B, d, d)
+        shrink = (1.0 - 2.0 * h * self.lam) * torch.eye(d, dtype=hist_e.dtype, device=hist_e.device)
+        w, dw = self.w, self.dw
         for start in range(a, stop, self.block):
             end = min(start + self.block, stop)
-            past = (K[start:end, :start] @ flat[:start]).view(end - start, 1 + P, B, d, d)
+            past_e = (K_e[start:end, :start] @ flat_e[:start]).view(end - start, B, d, d)
+            past_t = (K_t[start:end, :start] @ flat_t[:start]).view(end - start, B, P, d, d)
             for k in range(start, end):
-                s = w.transpose(1, 2) @ w / m
-                ds = dw.transpose(2, 3) @ w
-                hist[k, 0] = s - self.draws.s_star
-                hist[k, 1:] = (ds + ds.transpose(2, 3)) / m
+                torch.baddbmm(s_star, w.mT, w, beta=-1.0, alpha=1.0 / m, out=hist_e[k])  # E_k = W^T W / m - S*
+                w_t = w.to(hist_t.dtype)
+                ds = (dw.view(B, m, P * d).mT @ w_t).view(B, P, d, d)
+                torch.add(ds, ds.mT, out=hist_t[k]).div_(m)
                 if k in self.spectrum_steps:
-                    self.spectra[k] = torch.linalg.eigvalsh(s)
+                    self.spectra[k] = torch.linalg.eigvalsh(hist_e[k] + s_star)
                 if k == T:
                     break
-                mem = past[k - start] + (K[k, start:k] @ flat[start:k]).view(1 + P, B, d, d)
-                gamma = mem[0] - hist[k, 0] + noise[k - a]
-                dgamma = mem[1:] - hist[k, 1:]
-                dgamma[k % P] += self.draws.probes[k]
-                both = torch.cat([w[None], dw]) @ ((1.0 - 2.0 * h * self.lam) * eye + 2.0 * h * gamma)
-                dw = both[1:] + 2.0 * h * (w @ dgamma)
-                w = both[0]
+                gamma = past_e[k - start] + (K_e[k, start:k] @ flat_e[start:k]).view(B, d, d)
+                gamma.sub_(hist_e[k]).add_(noise[k - a])
+                dgamma = past_t[k - start] + (K_t[k, start:k] @ flat_t[start:k]).view(B, P, d, d)
+                dgamma.sub_(hist_t[k])
+                dgamma[:, k % P] += self.probes[k]
+                step = torch.add(shrink, gamma, alpha=2.0 * h)  # M_k = (1 - 2 h lam) I + 2 h Gamma_k
+                moved = (dw.view(B, m * P, d) @ step.to(hist_t.dtype)).view(B, m, P * d)
+                dw = torch.baddbmm(moved, w_t, dgamma.transpose(1, 2).reshape(B, d, P * d),
+                                   alpha=2.0 * h).view(B, m, P, d)
+                w = w @ step
         self._next = (stop, w, dw)
         self._kernel_rows(a, stop)
 
     def _kernel_rows(self, a: int, b: int) -> None:
         """Rows ``[a, b)`` of the per-sample ``C_e`` (columns ``[0, b)``, mirrored) and ``R`` (strictly lower)."""
         T, B, m, d = self.draws.shape
-        e = self.hist[:b, 0].reshape(b, B, d * d).transpose(0, 1)
+        e = self.hist_e[:b].reshape(b, B, d * d).transpose(0, 1)
         rows = ((2.0 / d) * (e[:, a:b] @ e.transpose(1, 2))).to(self.C_e.dtype)
         self.C_e[:, a:b, :b] = rows
         self.C_e[:, :a, a:b] = rows[:, :, :a].transpose(1, 2)
         D = d * (d + 1) // 2
         R = self.R[:, a:b, :b]
         R.zero_()
-        for c in range(self.P):
-            last = min(b, T)  # probes exist for the times 0..T-1
-            if c >= last:
-                continue
-            ds = self.hist[a:b, 1 + c].reshape(b - a, B, d * d).transpose(0, 1)
-            pr = self.draws.probes[c:last:self.P].reshape(-1, B, d * d).transpose(0, 1)
+        last = min(b, T)  # probes exist for the times 0..T-1
+        for c in range(min(self.P, last)):
+            ds = self.hist_t[a:b, :, c].reshape(b - a, B, d * d).transpose(0, 1)
+            pr = self.probes[c:last:self.P].reshape(-1, B, d * d).transpose(0, 1)
             R[:, :, c:last:self.P] = ((ds @ pr.transpose(1, 2)) / D).to(R.dtype)
         R.copy_(torch.tril(R, diagonal=a - 1))  # row k keeps the columns j < k
 
@@ -228,4 +245,4 @@ def run_pass(draws: Draws, K: torch.Tensor, L: torch.Tensor, *, alpha: float, h:
     proc = EffectiveProcess(draws, alpha=alpha, h=h, lam=lam, channels=channels, spectrum_steps=spectrum_steps,
                             block=block)
     proc.run(K, L, T + 1)
-    return PassResult(C_e=proc.C_e, R=proc.R, spectra=proc.spectra, E=proc.hist[:, 0].clone() if keep_states else None)
+    return PassResult(C_e=proc.C_e, R=proc.R, spectra=proc.spectra, E=proc.hist_e.clone() if keep_states else None)

@@ -59,13 +59,14 @@ def _check(h, steps, d_eff, samples, channels, tol, max_iter, damping, spectrum_
 
 
 def memory_bytes(steps: int, d_eff: int, samples: int, channels: int, itemsize: int = 8,
-                 kernel_itemsize: int = 8) -> int:
-    """Peak bytes of a solve. Per (T+1) x samples x d_eff^2 numbers (``T = steps``): the state history
-    (1 + channels), the GOE draws and the probes in the process dtype (``itemsize`` bytes), or, while
-    the GOE field is drawn (in float64, three temporaries, then cast), 3 x 8 + ``itemsize`` bytes,
-    whichever is larger; plus the per-sample and mean (T+1) x (T+1) kernels (``kernel_itemsize``)."""
+                 kernel_itemsize: int = 8, tangent_itemsize: int = 4) -> int:
+    """Peak bytes of a solve. Per (T+1) x samples x d_eff^2 numbers (``T = steps``): the error history and
+    the GOE draws in the process dtype (``itemsize`` bytes), the tangent histories (``channels``) and the
+    probes in the tangent dtype (``tangent_itemsize``), or, while the GOE field is drawn (in float64, three
+    temporaries, then cast), 3 x 8 + ``itemsize`` bytes, whichever is larger; plus the per-sample and mean
+    (T+1) x (T+1) kernels (``kernel_itemsize``)."""
     per_buffer = (steps + 1) * samples * d_eff ** 2
-    process = per_buffer * max((channels + 3) * itemsize, 3 * 8 + itemsize)
+    process = per_buffer * max(2 * itemsize + (channels + 1) * tangent_itemsize, 3 * 8 + itemsize)
     return process + (2 * samples + 12) * (steps + 1) ** 2 * kernel_itemsize
 
 
@@ -113,7 +114,8 @@ def _extend_rows(M: torch.Tensor, a: int, b: int) -> None:
 
 
 def solve_dmft(p: Problem, h: float = 0.05, steps: int = 400, d_eff: int = 64, samples: int = 4, seed: int = 0,
-               channels: int = 4, device: str = "cpu", dtype: torch.dtype = torch.float64, tol: float = 1e-4,
+               channels: int = 4, device: str = "cpu", dtype: torch.dtype = torch.float64,
+               tangent_dtype: torch.dtype = torch.float32, tol: float = 1e-4,
                max_iter: int = 60, damping: float = 0.0, window: int | None = WINDOW, spectrum_steps=(),
                callback=None, save_kernels: str | None = None, return_kernels: bool = False,
                noisy_test: bool = False, delta: float | None = None) -> dict:
@@ -136,6 +138,10 @@ def solve_dmft(p: Problem, h: float = 0.05, steps: int = 400, d_eff: int = 64, s
             ``U = L G`` sums large terms of both signs (C_r is nearly singular), so float32 round-off
             leaves a residual floor near 3e-3 and moves the curves by up to 3 jackknife errors
             (docs/benchmarks.md).
+        tangent_dtype: dtype of the tangents (and their probes) that estimate the response R. float32 by
+            default: R is a Hutchinson estimate with relative noise O(1/d_eff), far above float32 round-off,
+            and the curves move by at most a few hundredths of their jackknife error against float64
+            tangents (docs/benchmarks.md), for 1.6-3.5x faster tangent products.
         tol: convergence threshold on the per-iteration residual of a window
             (:func:`quadflow.theory.dmft.kernels.row_change` over its rows).
         max_iter: iteration cap per window; a window not converging warns (naming its steps and its
@@ -180,14 +186,16 @@ def solve_dmft(p: Problem, h: float = 0.05, steps: int = 400, d_eff: int = 64, s
         raise ValueError(f"window must be an integer >= 1 or None, got {window!r}")
     start = time.perf_counter()
     dev = resolve_device(device)
-    require_bytes(memory_bytes(steps, d_eff, samples, channels, torch.empty((), dtype=dtype).element_size()), dev,
-                  "solve_dmft", ["reduce d_eff, steps, samples or channels"])
+    size = lambda t: torch.empty((), dtype=t).element_size()  # noqa: E731
+    require_bytes(memory_bytes(steps, d_eff, samples, channels, size(dtype), tangent_itemsize=size(tangent_dtype)),
+                  dev, "solve_dmft", ["reduce d_eff, steps, samples or channels"])
     delta = 1.0 / (2.0 * p.alpha) if delta is None else float(delta)
     if not delta > 0:
         raise ValueError(f"delta must be > 0, got {delta!r}")
     kd = torch.float64
-    proc = EffectiveProcess(draw(replace(p, d=d_eff), steps, samples, seed, dev, dtype), alpha=p.alpha, h=h,
-                            lam=p.lam, channels=channels, spectrum_steps=spectrum_steps, kernel_dtype=kd)
+    proc = EffectiveProcess(draw(replace(p, d=d_eff), steps, samples, seed, dev, dtype, probe_dtype=tangent_dtype),
+                            alpha=p.alpha, h=h, lam=p.lam, channels=channels, spectrum_steps=spectrum_steps,
+                            kernel_dtype=kd, tangent_dtype=tangent_dtype)
     T1 = steps + 1
     A, L, K = (torch.zeros(T1, T1, dtype=kd, device=dev) for _ in range(3))  # L: Cholesky factor of C_r
     scale, residuals, windows = 0.0, [], []
