@@ -3,12 +3,14 @@
 Comparisons with GD simulations are in test_longtime_vs_simulation.py.
 """
 import math
+import warnings
 
 import numpy as np
 import pytest
 from scipy.integrate import quad
 
-from quadflow.theory import interpolation_threshold, longtime_curve, perfect_recovery_threshold, solve_longtime
+from quadflow.theory import (LongTimeValidityWarning, interpolation_threshold, longtime_curve,
+                             perfect_recovery_threshold, solve_longtime, top_m_cut_binds)
 from quadflow.theory.static import longtime  # the implementation module, whose internals are patched below
 from quadflow.theory.static.spectral import density
 
@@ -154,3 +156,34 @@ def test_kappa_curve_matches_pointwise_solutions():
     for i in (0, 5, 11):
         ref = solve_longtime(alpha=0.25, kappa=float(kappas[i]), kappa_star=0.2, lam=0.01, Delta=0.0)
         assert curve["mse"][i] == ref.mse
+
+
+def test_points_where_the_top_m_cut_binds_are_flagged_with_a_warning():
+    # The criterion is the solution's own: kappa < 1 and omega > q (the student's rank, not the soft
+    # threshold, sets the cut). The open regime (0.3, 0.5, 0.29, 1e-3, 0.5) binds (omega 3.06, q 0.036); GD
+    # ends there at mse ~3.2 against 5.26 (docs/validation.md). kappa >= 1 never binds; B of the scale
+    # validation (kappa* < kappa < 1, q cut) does not.
+    with pytest.warns(LongTimeValidityWarning, match=r"top-m cut binds at .*0\.29.*omega = 3\.06 > q = 0\.036"):
+        sol = solve_longtime(alpha=0.29, kappa=0.3, kappa_star=0.5, lam=1e-3, Delta=0.5)
+    assert sol.converged and not sol.valid and sol.omega > sol.q and "valid=False" in sol.validity
+    assert sol.as_dict()["valid"] is False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LongTimeValidityWarning)
+        for params in (dict(alpha=1.0, kappa=1.5, kappa_star=0.5, lam=0.1, Delta=0.0),
+                       dict(alpha=1.0, kappa=0.7, kappa_star=0.3, lam=0.05, Delta=0.5)):
+            ok = solve_longtime(**params)
+            assert ok.valid and ok.validity == "" and not top_m_cut_binds(ok.kappa, ok.q, ok.omega)
+
+
+def test_a_curve_across_the_cut_flags_its_points_in_one_warning():
+    kappas = np.array([0.3, 0.4, 0.8, 1.2])
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        out = longtime_curve("kappa", kappas, alpha=1.0, kappa_star=0.5, lam=0.05)
+    flagged = [w for w in seen if issubclass(w.category, LongTimeValidityWarning)]
+    assert len(flagged) == 1 and "kappa in [0.3, 0.4]" in str(flagged[0].message)
+    assert out["valid"].tolist() == [False, False, True, True]
+    for k, valid in zip(kappas, out["valid"]):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", LongTimeValidityWarning)
+            assert solve_longtime(alpha=1.0, kappa=float(k), kappa_star=0.5, lam=0.05).valid == valid

@@ -24,11 +24,13 @@ are stable import paths of the same functions. Importing this package needs torc
 numpy and scipy only (no Hydra, OmegaConf or W&B).
 """
 from quadflow.theory.dmft import solve_dmft
-from quadflow.theory.static.longtime import LongTimeSolution, longtime_curve, solve_longtime
+from quadflow.theory.static.longtime import (LongTimeSolution, LongTimeValidityWarning, longtime_curve,
+                                             solve_longtime, top_m_cut_binds)
 from quadflow.theory.static.thresholds import interpolation_threshold, parameter_count, perfect_recovery_threshold
 
-__all__ = ["LongTimeSolution", "interpolation_threshold", "longtime_curve", "parameter_count",
-           "perfect_recovery_threshold", "solve_dmft", "solve_longtime", "solve_population"]
+__all__ = ["LongTimeSolution", "LongTimeValidityWarning", "interpolation_threshold", "longtime_curve",
+           "parameter_count", "perfect_recovery_threshold", "solve_dmft", "solve_longtime", "solve_population",
+           "top_m_cut_binds"]
 
 
 def __getattr__(name: str):

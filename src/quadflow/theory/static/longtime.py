@@ -33,6 +33,7 @@ alpha. Curves use pseudo-arclength continuation (:func:`longtime_curve`).
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -69,6 +70,11 @@ class LongTimeSolution:
         residual: max absolute residual at the returned point.
         alternatives: other solutions found at the same parameters (each a
             ``LongTimeSolution`` with empty ``alternatives``).
+        valid: False where the top-m cut binds (``kappa < 1`` and ``omega > q``: the student's rank,
+            not the soft threshold, sets which eigen-directions of Y are kept). The equations then assume
+            GD keeps the top m of them; GD can stop instead at seed-dependent local minima of its objective
+            (docs/validation.md, "Narrow students: the top-m cut").
+        validity: why ``valid`` is False, one line ("" when valid).
     """
 
     alpha: float
@@ -89,6 +95,8 @@ class LongTimeSolution:
     converged: bool
     residual: float
     alternatives: tuple = field(default=(), repr=False)
+    valid: bool = True
+    validity: str = ""
 
     @property
     def test_error(self) -> float:
@@ -121,11 +129,11 @@ class LongTimeSolution:
 
     def as_dict(self) -> dict:
         """The metrics by name, as the run summary's ``theory/longtime/<metric>`` keys: floats,
-        plus ``branch`` (str) and ``converged`` (bool)."""
+        plus ``branch`` (str), ``converged`` and ``valid`` (bool)."""
         keys = ("mse", "test_error", "test_error_noisy", "train_loss", "in_sample_error",
                 "rank_fraction", "q", "xi", "beta", "omega", "trace")
         out = {k: float(getattr(self, k)) for k in keys}
-        out.update(branch=self.branch, converged=self.converged)
+        out.update(branch=self.branch, converged=self.converged, valid=self.valid)
         return out
 
 
@@ -220,6 +228,30 @@ def _grid_starts(pt: _Point, q0: bool) -> list[np.ndarray]:
     return starts
 
 
+class LongTimeValidityWarning(RuntimeWarning):
+    """A long-time solution outside the validity of the static equations (``LongTimeSolution.valid``)."""
+
+
+def top_m_cut_binds(kappa: float, q: float, omega: float) -> bool:
+    """Whether the rank of the student sets the cut of the eigenvalue map: ``kappa < 1`` and ``omega > q``.
+
+    There the map keeps the top ``kappa`` fraction of the spectrum of Y, a selection among eigen-directions
+    that a narrower-than-needed student must make. GD need not make it: stationary points with other
+    selections are local minima of the empirical objective, and GD stops at one (docs/validation.md).
+    """
+    return kappa < 1 and math.isfinite(omega) and omega > q
+
+
+def _validity(pt: _Point, q: float, omega: float) -> str:
+    if not top_m_cut_binds(pt.kappa, q, omega):
+        return ""
+    return (f"the top-m cut binds at (alpha, kappa, kappa_star, lam, Delta) = ({pt.alpha:g}, {pt.kappa:g}, "
+            f"{pt.kappa_star:g}, {pt.lam:g}, {pt.Delta:g}): omega = {omega:.3g} > q = {q:.3g} with kappa < 1, so "
+            "the static equations assume GD keeps the top m eigen-directions of Y; GD can stop instead at "
+            "seed-dependent local minima of higher objective (measured a few % to 2x off, docs/validation.md): "
+            "flagged valid=False")
+
+
 def _assemble(pt: _Point, u: float, v: float | None, residual: float, branch: str) -> LongTimeSolution:
     xi = math.exp(u)
     q = 0.0 if v is None else math.exp(v)
@@ -227,11 +259,13 @@ def _assemble(pt: _Point, u: float, v: float | None, residual: float, branch: st
     mse, I = float(val["mse"][0]), float(val["I"][0])
     beta = pt.lam / q if (v is not None and pt.lam > 0) else (1.0 - I / pt.alpha if v is None else 0.0)
     train = beta ** 2 * pt.alpha * xi
+    reason = _validity(pt, q, float(val["omega"]))
     return LongTimeSolution(
         alpha=pt.alpha, kappa=pt.kappa, kappa_star=pt.kappa_star, lam=pt.lam, Delta=pt.Delta,
         mse=mse, train_loss=train, in_sample_error=train + pt.Delta / 4 * (1 - 2 * beta),
         rank_fraction=float(val["P"][0]), q=q, xi=xi, beta=beta, omega=float(val["omega"]),
-        trace=float(val["trace"][0]), branch=branch, converged=residual < 1e-7, residual=residual)
+        trace=float(val["trace"][0]), branch=branch, converged=residual < 1e-7, residual=residual,
+        valid=not reason, validity=reason)
 
 
 def _recovery(pt: _Point) -> LongTimeSolution:
@@ -290,7 +324,8 @@ def solve_longtime(alpha: float, kappa: float, kappa_star: float, lam: float = 0
         Delta: label-noise variance (>= 0).
     Returns:
         LongTimeSolution; ``converged`` is False (never a silent NaN) when no
-        solution was found, in which case the metrics are NaN.
+        solution was found, in which case the metrics are NaN; ``valid`` is False (with a
+        :class:`LongTimeValidityWarning` naming the point and the reason) where the top-m cut binds.
     Raises:
         ValueError: a parameter outside the model's domain, naming it.
     """
@@ -316,6 +351,8 @@ def solve_longtime(alpha: float, kappa: float, kappa_star: float, lam: float = 0
         return LongTimeSolution(pt.alpha, pt.kappa, pt.kappa_star, pt.lam, pt.Delta, nan, nan, nan,
                                 nan, nan, nan, nan, nan, nan, "none", False, math.inf)
     sols.sort(key=_objective)
+    if not sols[0].valid:
+        warnings.warn(sols[0].validity, LongTimeValidityWarning, stacklevel=2)
     return replace(sols[0], alternatives=tuple(sols[1:]))
 
 
@@ -435,7 +472,8 @@ def longtime_curve(vary: str = "alpha", values=None, *, ds_max: float = 0.1,
         in_sample_error, rank_fraction, q, xi, beta`` (same length as values),
         ``branch`` (int array: folds passed), ``kind`` (the solution's branch name, see
         ``LongTimeSolution.branch``: with ``lam = 0`` it shows where the curve switches
-        between the ``q0`` and ``interpolating`` branches), ``converged`` (bool array) and
+        between the ``q0`` and ``interpolating`` branches), ``converged`` and ``valid`` (bool arrays;
+        one :class:`LongTimeValidityWarning` names the values where ``valid`` is False) and
         ``folds`` (list of dicts with the varied parameter's value and the solution there).
     """
     if vary not in _VARY:
@@ -458,7 +496,21 @@ def longtime_curve(vary: str = "alpha", values=None, *, ds_max: float = 0.1,
     n = values.size
     out = {k: np.full(n, np.nan) for k in _CURVE_KEYS}
     out.update(vary=vary, values=values, branch=np.zeros(n, dtype=int), kind=np.full(n, "none", dtype=object),
-               converged=np.zeros(n, dtype=bool), folds=[])
+               converged=np.zeros(n, dtype=bool), valid=np.ones(n, dtype=bool), folds=[])
+    with warnings.catch_warnings():  # one warning for the whole curve, below
+        warnings.simplefilter("ignore", LongTimeValidityWarning)
+        _trace(out, vary, values, fixed, ds_max, max_steps)
+    bad = values[out["converged"] & ~out["valid"]]
+    if bad.size:
+        warnings.warn(f"longtime_curve: the top-m cut binds (kappa < 1, omega > q) at {bad.size} of {n} points, "
+                      f"{vary} in [{bad.min():g}, {bad.max():g}]: the static equations assume GD keeps the top m "
+                      "eigen-directions of Y, which it does not (docs/validation.md); flagged in out['valid']",
+                      LongTimeValidityWarning, stacklevel=2)
+    return out
+
+
+def _trace(out: dict, vary: str, values: np.ndarray, fixed: dict, ds_max: float, max_steps: int) -> None:
+    """Fill ``out`` along the curve (point by point or by continuation, see :func:`longtime_curve`)."""
     first = solve_longtime(**{**fixed, vary: float(values[0])})
     # kappa-curves are solved point by point: the rank cut b = max(q, omega) makes the
     # equations non-smooth in kappa (kinks where omega crosses q and at kappa = 1), where
@@ -467,16 +519,15 @@ def longtime_curve(vary: str = "alpha", values=None, *, ds_max: float = 0.1,
         for i, v in enumerate(values):
             s = first if i == 0 else solve_longtime(**{**fixed, vary: float(v)})
             _store(out, i, s, 0)
-        return out
-    curve = _Curve(vary, fixed)
-    _follow(curve, values, first, out, ds_max, max_steps)
-    return out
+        return
+    _follow(_Curve(vary, fixed), values, first, out, ds_max, max_steps)
 
 
 def _store(out: dict, i: int, s: LongTimeSolution, branch: int) -> None:
     for k in _CURVE_KEYS:
         out[k][i] = getattr(s, k)
     out["converged"][i] = s.converged
+    out["valid"][i] = s.valid
     out["branch"][i] = branch
     out["kind"][i] = s.branch
 
