@@ -192,35 +192,41 @@ def measure(cfg: dict, threads: int | None = None) -> dict:
 
 
 def run_points(configs: list[dict], out: Path, max_minutes: float | None = None, threads: int | None = None,
-               log=print) -> dict:
-    """Measure every config not yet cached under ``out/points``; counts of computed, cached, failed, left."""
+               log=print, *, measure=None, label=None, line=None) -> dict:
+    """Measure every config not yet cached under ``out/points``; counts of computed, cached, failed, left.
+
+    ``measure(cfg) -> dict`` (default :func:`measure`), ``label(cfg) -> str`` (the point in the progress
+    lines) and ``line(result) -> str`` (its result, default :func:`progress`) let the other validation
+    scripts share the cache, the budget and the failure handling."""
+    measure = measure or (lambda cfg: globals()["measure"](cfg, threads))
+    label = label or (lambda cfg: f"{cfg['regime']} d={cfg['d']} seed={cfg['seed']}")
+    line = line or progress
     folder = Path(out) / "points"
     folder.mkdir(parents=True, exist_ok=True)
     counts = {"computed": 0, "cached": 0, "failed": 0, "left": 0}
     start, last_wall = time.perf_counter(), {}
     for i, cfg in enumerate(configs, 1):
         path = folder / f"{point_hash(cfg)}.json"
-        tag = f"[{i}/{len(configs)}] {cfg['regime']} d={cfg['d']} seed={cfg['seed']}"
+        tag, kind = f"[{i}/{len(configs)}] {label(cfg)}", (cfg.get("regime"), cfg.get("d"), cfg.get("kind"))
         if path.exists():
             counts["cached"] += 1
             log(f"{tag}: cached ({path.name})")
             continue
         elapsed = time.perf_counter() - start
-        expected = last_wall.get((cfg["regime"], cfg["d"]), 0.0)
-        if max_minutes is not None and elapsed + expected > 60 * max_minutes:
+        if max_minutes is not None and elapsed + last_wall.get(kind, 0.0) > 60 * max_minutes:
             counts["left"] = sum(not (folder / f"{point_hash(c)}.json").exists() for c in configs[i - 1:])
             log(f"budget of {max_minutes:g} min reached after {elapsed / 60:.1f} min: {counts['left']} points left")
             break
         try:
-            result = measure(cfg, threads)
+            result = measure(cfg)
         except Exception as err:  # not cached: a rerun tries again
             counts["failed"] += 1
             log(f"{tag}: FAILED {type(err).__name__}: {err}")
             continue
         atomic_write_text(path, dumps({"config": cfg, "result": result}, indent=1))
         counts["computed"] += 1
-        last_wall[(cfg["regime"], cfg["d"])] = result["wall_s"]
-        log(f"{tag}: {progress(result)}")
+        last_wall[kind] = result["wall_s"]
+        log(f"{tag}: {line(result)}")
     return counts
 
 
