@@ -169,8 +169,12 @@ def test_universality_compares_designs(tmp_path):
 
 def test_phase_diagram_quick_reproduces_known_thresholds(tmp_path):
     out = make_figure("phase_diagram", None, tmp_path, quick=True)
-    assert (tmp_path / "phase_diagram.png").stat().st_size > 10_000 and len(out["files"]) == 3
+    assert (tmp_path / "phase_diagram.png").stat().st_size > 10_000 and len(out["files"]) == 4
     data = FigureData.load(tmp_path, "phase_diagram")
+    # the grid has flagged and unflagged points, and flagged ones below kappa* = 0.5 (where the cut binds)
+    cut = data.tables["cut"]
+    assert {r["binds"] for r in cut} == {0, 1}
+    assert any(r["binds"] == 1 for r in cut if r["kappa_star"] == 0.5 and r["kappa"] < 0.5)
     for row in data.meta["thresholds"]:
         # alpha_PR at kappa = kappa_star is the Bayes-optimal kappa* - kappa*^2/2 (theory.md section 6)
         assert row["alpha_pr_at_kappa_star"] == pytest.approx(row["bayes_optimal"], abs=1e-5)
@@ -245,3 +249,29 @@ def test_single_run_of_a_preset_draws_its_figure_in_the_run_folder(tmp_path):
     (run,) = data.meta["runs"]
     assert run["d"] == 10 and run["kappa_star"] == 0.3 and len(data.tables["sim"]) == 10  # one job: d eigenvalues
     assert (out / "spectrum.png").exists()
+
+
+def test_agreement_map_tabulates_gaps_and_marks_disagreeing_points(tmp_path):
+    # synthetic jobs: gap +30 % at (alpha 1, kappa 0.3), +2 % elsewhere; the (0.3, *) column is flagged
+    # invalid by the theory; the gap at the largest d decides; one job has a moving mse (not converged)
+    job = 0
+    for d in (16, 32):
+        for alpha in (0.5, 1.0):
+            for kappa in (0.3, 1.5):
+                gap = 0.30 if (alpha, kappa) == (1.0, 0.3) and d == 32 else 0.02
+                moving = (d, alpha, kappa) == (32, 0.5, 1.5)
+                rows = [{"t": 1.0, "step": 1, "sim/mse": 1.0}, {"t": 2.0, "step": 2, "sim/mse": 1.2 if moving else 1.0}]
+                theory = {f"theory/longtime/{m}": 0.1 for m in ("mse", "train_loss", "in_sample_error")}
+                sim = {f"sim/{m}": 0.1 * (1 + gap) for m in ("mse", "train_loss", "in_sample_error")}
+                write_job(tmp_path / str(job), {"d": d, "alpha": alpha, "kappa": kappa, "Delta": 0.0}, rows=rows,
+                          summary={**theory, **sim, "theory/longtime/valid": kappa != 0.3})
+                job += 1
+    data = collect("agreement_map", tmp_path)
+    assert len(data.tables["sim"]) == 8 and len(data.tables["map"]) == 4
+    by = {(p["alpha"], p["kappa"]): p for p in data.tables["map"]}
+    assert by[(1.0, 0.3)]["gap_mse"] == pytest.approx(0.30) and by[(1.0, 0.3)]["gap_mse_d16"] == pytest.approx(0.02)
+    assert [by[k]["disagrees"] for k in ((0.5, 0.3), (1.0, 0.3), (0.5, 1.5), (1.0, 1.5))] == [True, True, False, False]
+    assert not by[(0.5, 1.5)]["converged"] and by[(1.0, 1.5)]["converged"]
+    assert data.meta["summary"]["disagreeing"] == 2 and data.meta["summary"]["flagged_invalid"] == 2
+    assert all(math.isfinite(r["alpha_pr"]) == (r["kappa"] >= 0.5) for r in data.tables["lines"])
+    close(draw(data))

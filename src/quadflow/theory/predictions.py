@@ -94,7 +94,10 @@ class Population:
 
 
 class LongTime:
-    """Long-time values at the run's realised ratios, as constant reference lines, and the limiting density."""
+    """Long-time values at the run's realised ratios, as constant reference lines, and the limiting density. The
+    summary also has the solution's ``valid``/``validity`` and the run's place on the shipped agreement map
+    (``map_point``, ``map_d``, ``map_gap_mse``, ``map_gap_train_loss``, ``map_valid``, ``map_disagrees``; or
+    ``map_why`` when the map does not cover it)."""
 
     name = "longtime"
 
@@ -102,6 +105,15 @@ class LongTime:
         if isinstance(density_points, bool) or density_points < 2:
             raise ValueError(f"theory.longtime.density_points={density_points!r} is out of range: allowed >= 2")
         self.density_points = density_points
+
+    @staticmethod
+    def place(p) -> dict:
+        """The run's point on the shipped agreement map (:func:`quadflow.analysis.agreement.lookup`)."""
+        from quadflow.analysis.agreement import MAP_FILE, lookup
+
+        if not MAP_FILE.exists():
+            return {"map_point": None, "map_why": f"no agreement map at {MAP_FILE}"}
+        return lookup(p.alpha, p.kappa, p.kappa_star, p.lam, p.Delta)
 
     def compute(self, run: RunInfo) -> Prediction:
         from quadflow.theory.longtime import solve_longtime
@@ -120,9 +132,16 @@ class LongTime:
                   "rank_fraction": sol.rank_fraction}
         top = float(torch.max(torch.diagonal(run.s_star)).cpu())
         x = np.linspace(1e-6, max(4.0, 1.2 * top + 4.0), self.density_points)
+        placement = self.place(p)
+        if placement.get("map_disagrees"):
+            warnings.warn(f"the agreement map marks this point as disagreeing with the long-time theory (nearest "
+                          f"{placement['map_point']}: mse gap {100 * placement['map_gap_mse']:+.0f} %, train loss "
+                          f"{100 * placement['map_gap_train_loss']:+.0f} % at d = {placement['map_d']}, valid="
+                          f"{placement['map_valid']}); see docs/validation.md", RuntimeWarning)
         return Prediction(self.name, constants=consts if sol.converged else {},
                           summary={"converged": sol.converged, "q": sol.q, "xi": sol.xi, "branch": sol.branch,
-                                   "atom": sol.atom, "n_solutions": 1 + len(sol.alternatives)},
+                                   "atom": sol.atom, "n_solutions": 1 + len(sol.alternatives), "valid": sol.valid,
+                                   "validity": sol.validity, **placement},
                           density=(x, sol.spectrum(x)) if sol.converged else None)
 
 

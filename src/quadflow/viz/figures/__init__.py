@@ -45,6 +45,7 @@ FIGURES = {
     "spectrum": Maker("spectrum"),
     "finite_size": Maker("finite_size"),
     "universality": Maker("universality"),
+    "agreement_map": Maker("agreement_map"),
     "sweep": Maker("sweep"),  # any sweep: options x (config key), y (summary key)
 }
 

@@ -5,17 +5,41 @@ the ``lam = 0`` flow threshold (q = 0 branch), the parameter count of a rank-m P
 matrix ``kappa - kappa^2/2`` (1/2 for kappa >= 1: the interpolation line, below which
 a student of width m can fit generic labels), and the Bayes-optimal
 ``kappa_star - kappa_star^2/2``. No perfect recovery for ``kappa < kappa_star``.
+
+Marked: the points of a (kappa, alpha) grid where the top-m cut of the long-time solution binds at small
+``lam = CUT_LAM`` (``solve_longtime(...).valid`` False: the static equations there assume a selection GD
+need not make, docs/validation.md).
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
-from quadflow.theory import interpolation_threshold, parameter_count, perfect_recovery_threshold
+from quadflow.theory import (LongTimeValidityWarning, interpolation_threshold, parameter_count,
+                             perfect_recovery_threshold, solve_longtime)
 from quadflow.viz.figures.data import FigureData
 from quadflow.viz.figures.style import colors, subplots
 
 KAPPA_STARS = (0.1, 0.3, 0.5)
 PLATEAU_TOL = 1e-4  # kappa_c: first kappa whose lam -> 0+ threshold is within this of its kappa -> inf value
+CUT_LAM = 1e-3  # lam of the grid where the top-m cut is checked (Delta = 0)
+
+
+def cut_grid(kappa_star: float, quick: bool) -> list[dict]:
+    """``{kappa_star, kappa, alpha, binds (0 or 1)}`` on a grid of kappa < 1 and alpha in (0, 0.6]: binds is 1
+    where the long-time solution at ``lam = CUT_LAM``, ``Delta = 0`` is flagged ``valid=False``."""
+    kappas = np.linspace(0.1, 0.95, 4 if quick else 18)
+    alphas = np.linspace(0.05, 0.6, 4 if quick else 12)
+    rows = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LongTimeValidityWarning)
+        for k in kappas:
+            for a in alphas:
+                sol = solve_longtime(alpha=float(a), kappa=float(k), kappa_star=kappa_star, lam=CUT_LAM)
+                rows.append({"kappa_star": kappa_star, "kappa": float(k), "alpha": float(a),
+                             "binds": int(sol.converged and not sol.valid)})  # 0/1: a number in the CSV
+    return rows
 
 
 def collect(jobs, quick: bool, kappa_stars=KAPPA_STARS) -> FigureData:
@@ -38,8 +62,10 @@ def collect(jobs, quick: bool, kappa_stars=KAPPA_STARS) -> FigureData:
                         "alpha_pr_lam0_at_2ks": perfect_recovery_threshold(2 * ks, ks, unregularized=True)})
     agreement = {f"kappa_star={s['kappa_star']}/alpha_pr_at_kappa_star_minus_bayes":
                  s["alpha_pr_at_kappa_star"] - s["bayes_optimal"] for s in summary}
-    return FigureData("", tables={"theory": rows}, meta={"kappa_stars": list(kappa_stars), "thresholds": summary,
-                                                         "agreement": agreement})
+    cut = [r for ks in kappa_stars for r in cut_grid(ks, quick)]
+    return FigureData("", tables={"theory": rows, "cut": cut},
+                      meta={"kappa_stars": list(kappa_stars), "thresholds": summary, "agreement": agreement,
+                            "cut_lam": CUT_LAM})
 
 
 def draw(data: FigureData):
@@ -55,12 +81,17 @@ def draw(data: FigureData):
                 label=f"kappa*={ks}: alpha_PR, lam = 0 flow")
         ax.axhline(ks - ks**2 / 2, color=color, ls=":", lw=1)
         ax.axvspan(0, ks, color=color, alpha=0.05)
+        binds = [r for r in data.tables.get("cut", []) if r["kappa_star"] == ks and r["binds"] == 1]
+        if binds:
+            offset = 0.006 * (data.meta["kappa_stars"].index(ks) - 1)  # the kappa_stars' marks side by side
+            ax.plot([r["kappa"] + offset for r in binds], [r["alpha"] for r in binds], "x", color=color, ms=4,
+                    label=f"kappa*={ks}: top-m cut binds (lam = {data.meta.get('cut_lam', CUT_LAM):g}, invalid)")
     ax.set_xlabel("kappa (student width m/d)")
     ax.set_ylabel("alpha = n/d^2")
     ax.set_xlim(0, kappa.max())
     ax.set_ylim(0, 0.6)
     ax.set_title("perfect recovery above the lines (Delta = 0); dotted: Bayes-optimal; "
-                 "shaded: kappa < kappa* (none)", fontsize=8)
+                 "shaded: kappa < kappa* (none); x: long-time theory flagged invalid", fontsize=8)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     return fig
