@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scale import parse_sizes, run_points  # noqa: E402
+from scale import parse_names, parse_sizes, run_points  # noqa: E402
 
 from quadflow import Problem, Simulation  # noqa: E402
 from quadflow.io import atomic_write_text, dumps  # noqa: E402
@@ -129,11 +129,7 @@ def main(argv=None) -> None:
     ap.add_argument("--report", action="store_true")
     args = ap.parse_args(argv)
     if not args.report:
-        pairs = [p for p in args.pairs.split(",") if p]
-        unknown = [p for p in pairs if p not in PAIRS]
-        if unknown:
-            raise SystemExit(f"error: --pairs: unknown {', '.join(unknown)}; known {', '.join(PAIRS)}")
-        run_points(plan(pairs, parse_sizes(args.sizes), args.seeds, args.h, args.t_max), args.out, measure=measure,
+        run_points(plan(parse_names(args.pairs, PAIRS, "--pairs"), parse_sizes(args.sizes), args.seeds, args.h, args.t_max), args.out, measure=measure,
                    label=lambda c: f"{c['pair']} d={c['d']} alpha={c['alpha']:g} seed={c['seed']}",
                    line=lambda r: f"{r['status']} at t={r['t']:g}: mse {r['mse']:.3g} ({r['wall_s']:.0f} s)",
                    log=lambda text: print(text, flush=True))

@@ -335,11 +335,16 @@ def parse_regimes(names: str, overrides: list[str]) -> list[Regime]:
             table[name] = Regime(name, **values, what="given on the command line")
         else:
             raise ValueError(f"--regime {spec!r}: a new regime needs all of {', '.join(PARAMS)}")
-    chosen = [n for n in names.split(",") if n]
-    unknown = [n for n in chosen if n not in table]
-    if unknown:
-        raise ValueError(f"--regimes: unknown {', '.join(unknown)}; known {', '.join(sorted(table))}")
-    return [table[n] for n in chosen]
+    return [table[n] for n in parse_names(names, table, "--regimes")]
+
+
+def parse_names(text: str, known, option: str) -> list[str]:
+    """The comma-separated names of ``text``, each one of ``known``; else a one-line ValueError naming ``option``."""
+    chosen = [n for n in text.split(",") if n]
+    unknown = [n for n in chosen if n not in known]
+    if unknown or not chosen:
+        raise ValueError(f"{option}: unknown {', '.join(unknown) or 'none given'}; known {', '.join(sorted(known))}")
+    return chosen
 
 
 def parse_sizes(text: str) -> list[int]:

@@ -16,6 +16,7 @@ the measured one.
 from __future__ import annotations
 
 import csv
+import functools
 import math
 from pathlib import Path
 
@@ -58,6 +59,12 @@ def load_map(path: Path | str = MAP_FILE) -> list[dict]:
         return grid_points(list(csv.DictReader(f)))
 
 
+@functools.lru_cache(maxsize=1)
+def _shipped() -> tuple:
+    """The shipped map's grid points, read once per process (a run looks it up at every summary)."""
+    return tuple(load_map(MAP_FILE))
+
+
 def lookup(alpha: float, kappa: float, kappa_star: float, lam: float, Delta: float,
            points: list[dict] | None = None) -> dict:
     """Where a parameter point lies on the map (default: the shipped one).
@@ -68,7 +75,7 @@ def lookup(alpha: float, kappa: float, kappa_star: float, lam: float, Delta: flo
     "map_d": d, "map_gap_mse": ..., "map_gap_train_loss": ..., "map_valid": ..., "map_disagrees": ...}``,
     or ``{"map_point": None, "map_why": "..."}`` when the map does not cover the point.
     """
-    points = load_map() if points is None else points
+    points = _shipped() if points is None else points
     close = lambda a, b: abs(a - b) <= 1e-9 * max(abs(a), abs(b), 1.0)  # noqa: E731
     same = [p for p in points if close(p["kappa_star"], kappa_star) and close(p["lam"], lam)
             and close(p["Delta"], Delta)]
