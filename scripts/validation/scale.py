@@ -6,7 +6,8 @@
 A point is (regime, kappa, kappa_star, alpha, lam, Delta, d, seed, h, precision, device and the
 convergence settings). Its result is cached as ``<out>/points/<hash>.json`` (the first 16 hex
 digits of the sha256 of its sorted JSON config, written atomically): a rerun skips cached points,
-so a killed run loses at most the point in progress. Points run smallest d first (every regime and
+and the point in progress is checkpointed after every chunk (``<out>/partial/<hash>.pt``), so a
+killed run loses at most one chunk. Points run smallest d first (every regime and
 seed at one d before the next d), one progress line each; ``--max-minutes`` stops between points.
 
 **Converged GD.** ``quadflow.Simulation`` (Gaussian design, full-batch GD, step ``h``) is stepped in
@@ -51,7 +52,7 @@ from quadflow.analysis import extrapolate_or_explain, per_size
 from quadflow.io import atomic_write_text, dumps
 from quadflow.runtime import cpu_threads, resolve_device, resolve_precision
 from quadflow.theory import solve_longtime
-from quadflow.train.callbacks import DivergenceError
+from quadflow.train.callbacks import DivergenceError, load_checkpoint, save_checkpoint
 
 METRICS = ("mse", "test_error", "train_loss", "in_sample_error", "rank_fraction")
 PARAMS = ("kappa", "kappa_star", "alpha", "lam", "Delta")
@@ -146,15 +147,27 @@ def speed(model: torch.nn.Module) -> float:
     return (grad / norm) ** 0.5 if norm > 0 else float("inf")
 
 
-def converge(sim: Simulation, s: Settings) -> dict:
+def converge(sim: Simulation, s: Settings, checkpoint: Path | None = None, key: str | None = None) -> dict:
     """Step ``sim`` in chunks until the criterion of the module docstring holds or ``t_max``.
 
+    With ``checkpoint``, the simulation and its chunk records are saved there after every chunk and a
+    run finds them on its next start (``key``, the point's hash, must match): a killed point resumes at
+    its last chunk, which matters at d >= 512 where one point takes hours on a CPU. The caller removes
+    the file once the result is cached.
+
     Returns the last record's metrics with ``t``, ``steps``, ``converged``, ``rel_change`` (of the
-    last chunk), ``grad_rel`` and ``ascent_fraction`` (steps where the objective rose by > 10 %).
+    last chunk), ``grad_rel``, ``ascent_fraction`` (steps where the objective rose by > 10 %) and
+    ``resumed_wall_s`` (the wall time of the runs before a resume, 0 without one).
     """
     chunk, last_step = max(1, round(s.chunk_t / s.h)), max(1, round(s.t_max / s.h))
-    records: list[dict] = []
-    sim.run(0, record_steps=[0], on_record=records.append)
+    state = load_checkpoint(checkpoint, key) if checkpoint is not None else None
+    t0 = time.perf_counter()
+    if state is None:
+        records, before = [], 0.0
+        sim.run(0, record_steps=[0], on_record=records.append)
+    else:
+        sim.load_state_dict(state["sim"])
+        records, before = state["records"], state["wall_s"]
     while True:
         target = min(sim.step + chunk, last_step)
         sim.run(target, record_steps=[target], on_record=records.append)
@@ -165,11 +178,15 @@ def converge(sim: Simulation, s: Settings) -> dict:
         if done or target >= last_step:
             return {**{m: float(rec[m]) for m in METRICS if m in rec}, "t": float(rec["t"]), "steps": int(rec["step"]),
                     "converged": bool(done), "rel_change": float(change), "grad_rel": float(grad_rel),
-                    "ascent_fraction": sim.guard.ascents / max(1, sim.step)}
+                    "ascent_fraction": sim.guard.ascents / max(1, sim.step), "resumed_wall_s": before}
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, {"key": key, "sim": sim.state_dict(), "records": records,
+                                         "wall_s": before + time.perf_counter() - t0})
 
 
-def measure(cfg: dict, threads: int | None = None) -> dict:
-    """Run one point to convergence; the result columns of its cache file."""
+def measure(cfg: dict, threads: int | None = None, checkpoint: Path | None = None) -> dict:
+    """Run one point to convergence (resuming from ``checkpoint``, see :func:`converge`); the result
+    columns of its cache file. ``wall_s`` counts the runs before a resume too."""
     p = problem(cfg)
     s = Settings(**{k: cfg[k] for k in Settings.__dataclass_fields__})
     device = resolve_device(s.device)
@@ -180,13 +197,13 @@ def measure(cfg: dict, threads: int | None = None) -> dict:
         warnings.simplefilter("ignore", RuntimeWarning)
         try:
             sim = Simulation(p, h=s.h, seed=cfg["seed"], device=s.device, precision=s.precision, design=cfg["design"])
-            rec = converge(sim, s)
+            rec = converge(sim, s, checkpoint, point_hash(cfg))
             status = "converged" if rec["converged"] else "not_converged"
         except DivergenceError as err:
             rec, status = {"converged": False, "error": str(err), "t": err.step * s.h, "steps": err.step}, "diverged"
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return {"status": status, **rec, "wall_s": time.perf_counter() - t0, "threads": torch.get_num_threads(),
+    return {"status": status, **rec, "wall_s": rec.get("resumed_wall_s", 0.0) + time.perf_counter() - t0, "threads": torch.get_num_threads(),
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
             "torch": torch.__version__, **theory_columns(cfg, rec)}
 
@@ -197,8 +214,12 @@ def run_points(configs: list[dict], out: Path, max_minutes: float | None = None,
 
     ``measure(cfg) -> dict`` (default :func:`measure`), ``label(cfg) -> str`` (the point in the progress
     lines) and ``line(result) -> str`` (its result, default :func:`progress`) let the other validation
-    scripts share the cache, the budget and the failure handling."""
-    measure = measure or (lambda cfg: globals()["measure"](cfg, threads))
+    scripts share the cache, the budget and the failure handling. The default measure checkpoints a
+    point in progress under ``out/partial/<hash>.pt`` (removed once the point is cached)."""
+    partial = Path(out) / "partial"
+    if measure is None:
+        partial.mkdir(parents=True, exist_ok=True)
+        measure = lambda cfg: globals()["measure"](cfg, threads, partial / f"{point_hash(cfg)}.pt")  # noqa: E731
     label = label or (lambda cfg: f"{cfg['regime']} d={cfg['d']} seed={cfg['seed']}")
     line = line or progress
     folder = Path(out) / "points"
@@ -224,6 +245,7 @@ def run_points(configs: list[dict], out: Path, max_minutes: float | None = None,
             log(f"{tag}: FAILED {type(err).__name__}: {err}")
             continue
         atomic_write_text(path, dumps({"config": cfg, "result": result}, indent=1))
+        (partial / f"{path.stem}.pt").unlink(missing_ok=True)
         counts["computed"] += 1
         last_wall[kind] = result["wall_s"]
         log(f"{tag}: {line(result)}")

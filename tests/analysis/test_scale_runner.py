@@ -27,6 +27,7 @@ def scale():
 def test_points_are_cached_skipped_on_rerun_and_reported(scale, tmp_path, capsys):
     counts = scale.main(["--out", str(tmp_path), *TINY])
     assert counts == {"computed": 4, "cached": 0, "failed": 0, "left": 0}
+    assert not list((tmp_path / "partial").iterdir())  # the checkpoints of cached points are gone
     printed = capsys.readouterr().out
     assert printed.count("converged at t=0.5") == 4 and "[1/4] A d=12 seed=0" in printed  # smallest d first
     settings = scale.Settings(h=0.05, chunk_t=0.5, t_max=1.0, rtol=1e6, gtol=1e6)
@@ -68,3 +69,28 @@ def test_budget_stops_between_points_and_overrides_change_the_hash(scale, tmp_pa
         scale.parse_regimes("E", ["E:kappa=1"])
     with pytest.raises(ValueError, match="--regimes: unknown Z"):
         scale.parse_regimes("A,Z", [])
+
+
+def test_a_killed_point_resumes_from_its_last_chunk_to_the_same_result(scale, tmp_path, monkeypatch):
+    cfg = scale.point_config(scale.REGIMES["A"], 12, 0, scale.Settings(h=0.05, precision="fp64", chunk_t=0.5,
+                                                                       rtol=0.0, gtol=0.0, t_max=3.0))
+    whole = scale.measure(cfg)
+    calls, speed = [], scale.speed
+
+    def killed_at_the_third_chunk(model):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return speed(model)
+
+    monkeypatch.setattr(scale, "speed", killed_at_the_third_chunk)
+    checkpoint = tmp_path / "point.pt"
+    with pytest.raises(KeyboardInterrupt):
+        scale.measure(cfg, checkpoint=checkpoint)
+    monkeypatch.setattr(scale, "speed", speed)
+    resumed = scale.measure(cfg, checkpoint=checkpoint)
+    assert resumed["resumed_wall_s"] > 0 and resumed["steps"] == whole["steps"] == 60
+    assert all(resumed[m] == whole[m] for m in ("mse", "train_loss", "grad_rel", "rel_change"))  # fp64, same steps
+    other = dict(cfg, seed=1)
+    with pytest.raises(ValueError, match="different configuration"):
+        scale.measure(other, checkpoint=checkpoint)
