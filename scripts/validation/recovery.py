@@ -11,9 +11,11 @@ until it **recovers** (``mse < recover`` x its initial mse) or **stalls** (the m
 ``rtol`` relative over the last chunk), or ``t_max``. Each run is cached under ``<out>/points/<hash>.json``
 (:func:`scale.run_points`).
 
-The report (``<out>/summary.json``) gives, per pair and d, the recovered fraction at each alpha and the
-measured threshold: the alpha where that fraction crosses 1/2 (linear between the bracketing grid
-points), with half the bracket as its error, beside the lam = 0 flow and lam -> 0+ predictions.
+The report (``<out>/summary.json``) gives, per pair and d, the recovered fraction at each alpha, the alpha
+where that fraction crosses 1/2 at ``t_max`` (linear between the bracketing grid points, half the bracket as
+its error; an upper bound, the flow slows down critically near the threshold), the undecided band between
+the largest alpha where a seed stalled and the smallest where one recovered (:func:`band`), and the
+recovery times, beside the lam = 0 flow and lam -> 0+ predictions.
 """
 from __future__ import annotations
 
@@ -95,6 +97,18 @@ def threshold(alphas: list[float], fractions: list[float]) -> dict:
             "why": "every run recovered" if min(fractions) >= 0.5 else "no run recovered"}
 
 
+def band(alphas: list[float], runs: list[list[dict]]) -> dict:
+    """The undecided band ``[largest alpha where a seed stalled, smallest alpha where a seed recovered]``.
+
+    Near the threshold the flow slows down critically: runs neither stall nor recover by ``t_max``, so the
+    1/2-crossing of the recovered fraction at ``t_max`` is an upper bound that falls as ``t_max`` grows,
+    and the threshold lies in this band (``None`` ends when no seed stalled or none recovered)."""
+    stalled = [a for a, rs in zip(alphas, runs) if any(r["status"] == "stalled" for r in rs)]
+    recovered = [a for a, rs in zip(alphas, runs) if any(r["status"] == "recovered" for r in rs)]
+    return {"band": [max(stalled) if stalled else None, min(recovered) if recovered else None],
+            "recovery_t": [[r["t"] for r in rs if r["status"] == "recovered"] for rs in runs]}
+
+
 def report(out: Path) -> dict:
     points = [json.loads(p.read_text()) for p in sorted((out / "points").glob("*.json"))]
     groups: dict = {}
@@ -110,7 +124,7 @@ def report(out: Path) -> dict:
         alphas = [rs[0]["realised"]["alpha"] for rs in runs]  # n / d^2 as drawn
         summary[f"{pair} d={d}"] = {
             "kappa": real["kappa"], "kappa_star": real["kappa_star"], **predicted(real["kappa"], real["kappa_star"]),
-            **threshold(alphas, fractions), "alphas": alphas, "recovered_fraction": fractions,
+            **threshold(alphas, fractions), **band(alphas, runs), "alphas": alphas, "recovered_fraction": fractions,
             "final_mse": [[r["mse"] for r in rs] for rs in runs], "stalled": sum(r["status"] == "stalled" for rs in runs
                                                                                     for r in rs),
             "still_running": sum(r["status"] == "running" for rs in runs for r in rs)}

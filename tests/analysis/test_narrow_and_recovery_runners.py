@@ -63,6 +63,9 @@ def test_threshold_is_where_the_recovered_fraction_crosses_one_half(recovery):
     assert est["alpha_pr"] == pytest.approx(0.33) and est["error"] == pytest.approx(0.01)
     assert recovery.threshold([0.3, 0.32], [0.0, 0.5])["alpha_pr"] == pytest.approx(0.32)
     assert recovery.threshold([0.3, 0.32], [0.0, 0.0])["why"] == "no run recovered"
+    runs = [[{"status": "stalled"}], [{"status": "running"}, {"status": "stalled"}], [{"status": "running"}],
+            [{"status": "recovered", "t": 90.0}]]
+    assert recovery.band([0.3, 0.32, 0.34, 0.36], runs) == {"band": [0.32, 0.36], "recovery_t": [[], [], [], [90.0]]}
 
 
 def test_recovery_runner_classifies_runs_and_reports_the_prediction(recovery, tmp_path):
