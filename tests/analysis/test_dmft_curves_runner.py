@@ -22,7 +22,7 @@ def dmft_curves():
 
 def test_runner_caches_points_and_reports_each_curve(dmft_curves, tmp_path, capsys):
     args = ["--out", str(tmp_path), "--cases", "B", "--sizes", "8,12,16", "--seeds", "3", "--d-eff", "12",
-            "--samples", "2", "--every", "20"]
+            "--samples", "2", "--every", "20", "--fit-min-d", "8"]
     dmft_curves.main(args)
     assert len(list((tmp_path / "points").glob("*.json"))) == 1 + 3 * 3
     summary = json.loads((tmp_path / "summary.json").read_text())["B"]
@@ -32,8 +32,8 @@ def test_runner_caches_points_and_reports_each_curve(dmft_curves, tmp_path, caps
         assert [r["d"] for r in c["per_d"]] == [8, 12, 16] and all(r["mean_rel"] >= 0 for r in c["per_d"])
         assert "value" in c["ratio_extrapolation"] and c["curve_extrapolation"]["times"] == 10
     capsys.readouterr()
-    dmft_curves.main(args)
-    assert capsys.readouterr().out.count("cached") == 10
+    dmft_curves.main([*args, "--figure", str(tmp_path / "curves.png")])
+    assert capsys.readouterr().out.count("cached") == 10 and (tmp_path / "curves.png").stat().st_size > 0
     with pytest.raises(ValueError, match="--cases: unknown Z"):
         dmft_curves.main(["--out", str(tmp_path), "--cases", "Z"])
 
