@@ -7,7 +7,7 @@ Cases A (kappa > 1, noiseless, lam = 0) and B (kappa < 1, noisy, lam > 0) of the
 docs/validation.md ("DMFT vs simulation", ``scripts/benchmarks/dmft_validation.py``), same step h = 0.05,
 200 steps (t <= 10), sigma0 = 1. GD runs on real Gaussian inputs in fp32, recording every ``every``
 steps; the DMFT (the d -> infinity prediction) at ``d_eff`` with ``samples`` copies. Each GD seed and
-the DMFT solve is one point cached under ``<out>/points/<hash>.json`` (:func:`scale.run_points`).
+the DMFT solve is one point cached (the report compares with the solve of the largest d_eff) under ``<out>/points/<hash>.json`` (:func:`scale.run_points`).
 
 **Report** (``<out>/summary.json``), per case and curve (mse, train_loss, in_sample_error):
 
@@ -141,7 +141,9 @@ def report(out: Path, fit_min_d: int = FIT_MIN_D) -> dict:
     summary = {}
     for case in sorted({p["config"]["case"] for p in points}):
         mine = [p for p in points if p["config"]["case"] == case]
-        dmft = [p["result"] for p in mine if p["config"]["kind"] == "dmft"]
+        solves = sorted((p for p in mine if p["config"]["kind"] == "dmft"),  # the largest d_eff x samples first
+                        key=lambda p: (p["config"]["d_eff"], p["config"]["samples"]), reverse=True)
+        dmft = [p["result"] for p in solves]
         runs: dict = {}
         for p in mine:
             if p["config"]["kind"] == "gd":
@@ -149,7 +151,9 @@ def report(out: Path, fit_min_d: int = FIT_MIN_D) -> dict:
         if not dmft or not runs:
             summary[case] = {"refused": "needs the DMFT solve and GD runs"}
             continue
-        summary[case] = {"params": CASES[case], "dmft_converged": dmft[0]["converged"], **case_report(dmft[0], runs, fit_min_d)}
+        summary[case] = {"params": CASES[case], "dmft_d_eff": solves[0]["config"]["d_eff"],
+                         "dmft_samples": solves[0]["config"]["samples"], "dmft_converged": dmft[0]["converged"],
+                         **case_report(dmft[0], runs, fit_min_d)}
     atomic_write_text(out / "summary.json", dumps(summary, indent=1))
     return summary
 
