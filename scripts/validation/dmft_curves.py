@@ -141,19 +141,18 @@ def report(out: Path, fit_min_d: int = FIT_MIN_D) -> dict:
     summary = {}
     for case in sorted({p["config"]["case"] for p in points}):
         mine = [p for p in points if p["config"]["case"] == case]
-        solves = sorted((p for p in mine if p["config"]["kind"] == "dmft"),  # the largest d_eff x samples first
-                        key=lambda p: (p["config"]["d_eff"], p["config"]["samples"]), reverse=True)
-        dmft = [p["result"] for p in solves]
+        solves = [p for p in mine if p["config"]["kind"] == "dmft"]
         runs: dict = {}
         for p in mine:
             if p["config"]["kind"] == "gd":
                 runs.setdefault(p["config"]["d"], []).append(p["result"])
-        if not dmft or not runs:
+        if not solves or not runs:
             summary[case] = {"refused": "needs the DMFT solve and GD runs"}
             continue
-        summary[case] = {"params": CASES[case], "dmft_d_eff": solves[0]["config"]["d_eff"],
-                         "dmft_samples": solves[0]["config"]["samples"], "dmft_converged": dmft[0]["converged"],
-                         **case_report(dmft[0], runs, fit_min_d)}
+        best = max(solves, key=lambda p: (p["config"]["d_eff"], p["config"]["samples"]))  # the sharpest reference
+        summary[case] = {"params": CASES[case], "dmft_d_eff": best["config"]["d_eff"],
+                         "dmft_samples": best["config"]["samples"], "dmft_converged": best["result"]["converged"],
+                         **case_report(best["result"], runs, fit_min_d)}
     atomic_write_text(out / "summary.json", dumps(summary, indent=1))
     return summary
 
