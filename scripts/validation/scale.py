@@ -24,10 +24,11 @@ at d = 24 in fp32 (seed 0) A, B, C, D meet them at t = 90, 100, 40, 70; the fp32
 extrapolation) and at the ratios the finite problem realises (``m/d, m*/d, n/d^2``, as in
 docs/validation.md); gaps are ``sim / theory - 1``.
 
-**Report** (``<out>/points.csv``, ``<out>/summary.json``): per regime and metric, per d the mean,
-seed std, s.e.m. and the gaps of the mean, over converged points, and
+**Report** (``<out>/points.csv``, ``<out>/summary.json``, ``<out>/table.md``): per regime and metric,
+per d the mean, seed std, s.e.m. and the gaps of the mean, over converged points, and
 ``quadflow.analysis.extrapolate`` of the converged seeds to d -> infinity (``model="auto"``, else
-``"1/d"``, with the reasons for each refusal).
+``"1/d"``, with the reasons for each refusal). ``table.md`` is the docs/validation.md table of the
+mse and the train loss, generated from the summary.
 """
 from __future__ import annotations
 
@@ -310,8 +311,55 @@ def summarise(points: list[dict]) -> dict:
     return summary
 
 
+def _pm(value: float | None, error: float | None, scale: float = 1.0, fmt: str = ".1f", sign: str = "+") -> str:
+    if value is None:
+        return "-"
+    return f"{scale * value:{sign}{fmt}}" + ("" if error is None else f" +- {scale * error:{fmt}}")
+
+
+def markdown_table(summary: dict, metrics: tuple[str, ...] = ("mse", "train_loss")) -> str:
+    """The gap table of docs/validation.md from :func:`summarise`'s output, one row per regime and metric.
+
+    Columns: the theory; per d the gap of the seed mean in % with the seed std relative to the mean and
+    the number of seeds (``-`` where a regime has no point at that d); the extrapolated value with its
+    model; its gap to the theory in %; the exponent p of the gap law ``|gap| = b d^-p``; and the d at
+    which that law predicts a 5 % and a 2 % gap (``never`` where the gap does not shrink with d).
+    """
+    sizes = sorted({r["d"] for g in summary.values() for m in metrics for r in g["metrics"][m]["per_d"]})
+    head = (["regime", "(kappa, kappa*, alpha, lam, Delta)", "metric", "theory"]
+            + [f"d={d}: gap (seed s.d., n)" for d in sizes]
+            + ["extrapolated (model)", "gap of extrapolation", "p of gap law", "d for 5 % / 2 %"])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, g in summary.items():
+        params = "(" + ", ".join(f"{g['config'][k]:g}" for k in PARAMS) + ")"
+        for m in metrics:
+            ms = g["metrics"][m]
+            by_d = {r["d"]: r for r in ms["per_d"]}
+            cells = [label, params, m, f"{ms['theory']:.4g}"]
+            for d in sizes:
+                r = by_d.get(d)
+                if r is None or r["gap"] is None:
+                    cells.append("-")
+                    continue
+                std = r["std"]
+                spread = f"{100 * std / r['mean']:.1f} %, " if std is not None and math.isfinite(std) else ""
+                cells.append(f"{100 * r['gap']:+.1f} % ({spread}{r['seeds']})")
+            ex = ms["extrapolation"]
+            if ex is None:
+                cells += ["refused", "-", "-", "-"]
+            else:
+                law, at = ex.get("gap_law") or {}, (ex.get("gap_sizes") or {}).get("gap", {})
+                reach = [("never" if at.get(q) is None else f"{at[q]:.0f}") for q in ("0.05", "0.02")]
+                cells += [f"{ex['value']:.4g} +- {ex['error']:.2g} ({ex['model']})",
+                          _pm(ex.get("gap"), ex.get("gap_err"), 100) + " %",
+                          _pm(law.get("p"), law.get("p_err"), fmt=".2f", sign=""), " / ".join(reach)]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def report(out: Path, log=print) -> dict:
-    """Write ``out/points.csv`` and ``out/summary.json`` from the cache alone; return the summary."""
+    """Write ``out/points.csv``, ``out/summary.json`` and ``out/table.md`` from the cache alone; return
+    the summary."""
     if not (Path(out) / "points").is_dir():
         raise SystemExit(f"error: no cached points under {Path(out) / 'points'}: run the measurement first")
     points = load_points(out)
@@ -325,6 +373,7 @@ def report(out: Path, log=print) -> dict:
     atomic_write_text(Path(out) / "points.csv", buf.getvalue())
     summary = {"points": len(points), "regimes": summarise(points)}
     atomic_write_text(Path(out) / "summary.json", dumps(summary, indent=1))
+    atomic_write_text(Path(out) / "table.md", markdown_table(summary["regimes"]))
     for label, g in summary["regimes"].items():
         mse = g["metrics"]["mse"]
         ex = mse["extrapolation"]

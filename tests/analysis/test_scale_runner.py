@@ -53,6 +53,15 @@ def test_points_are_cached_skipped_on_rerun_and_reported(scale, tmp_path, capsys
     assert mse["per_d"][0]["sem"] == pytest.approx(mse["per_d"][0]["std"] / 2 ** 0.5)
     # two sizes: the power law is refused with its reason, a + b/d is fitted
     assert "at least 3 distinct sizes" in mse["refused"]["auto"] and mse["extrapolation"]["model"] == "1/d"
+    # the docs table: one row per metric, the gap and seed spread of each d, the extrapolation's gap
+    table = (tmp_path / "table.md").read_text().splitlines()
+    assert len(table) == 4 and "d=12: gap (seed s.d., n)" in table[0] and "d=16" in table[0]
+    row = dict(zip([c.strip() for c in table[0].split("|")], [c.strip() for c in table[2].split("|")]))
+    big = mse["per_d"][1]
+    assert row["metric"] == "mse" and row["d=16: gap (seed s.d., n)"] == (
+        f"{100 * big['gap']:+.1f} % ({100 * big['std'] / big['mean']:.1f} %, 2)")
+    ex = mse["extrapolation"]
+    assert row["gap of extrapolation"] == f"{100 * ex['gap']:+.1f} +- {100 * ex['gap_err']:.1f} %"
 
 
 def test_budget_stops_between_points_and_overrides_change_the_hash(scale, tmp_path):
