@@ -76,3 +76,13 @@ def test_recovery_runner_classifies_runs_and_reports_the_prediction(recovery, tm
         recovery.predicted(row["kappa"], row["kappa_star"])["alpha_pr_lam0"])
     statuses = [json.loads(p.read_text())["result"]["status"] for p in (tmp_path / "points").glob("*.json")]
     assert set(statuses) <= {"recovered", "stalled", "running"}
+
+
+def test_recovery_grid_picks_the_alphas_and_refuses_bad_ratios(recovery):
+    (lo, hi) = recovery.plan(["count"], [32], 1, 0.02, 10.0, grid=(0.9, 1.1))
+    centre = recovery.predicted(*recovery.realised(32, 0.4, 0.3))["alpha_pr_lam0"]
+    assert (lo["alpha"], hi["alpha"]) == (round(0.9 * centre, 6), round(1.1 * centre, 6))
+    assert recovery.parse_grid("0.94,1,1.06") == (0.94, 1.0, 1.06)
+    for bad, why in (("1,-0.5", "must be > 0"), ("1,x", "comma-separated numbers")):
+        with pytest.raises(SystemExit, match=why):
+            recovery.parse_grid(bad)
