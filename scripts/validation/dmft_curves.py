@@ -7,7 +7,8 @@ Cases A (kappa > 1, noiseless, lam = 0) and B (kappa < 1, noisy, lam > 0) of the
 docs/validation.md ("DMFT vs simulation", ``scripts/benchmarks/dmft_validation.py``), same step h = 0.05,
 200 steps (t <= 10), sigma0 = 1. GD runs on real Gaussian inputs in fp32, recording every ``every``
 steps; the DMFT (the d -> infinity prediction) at ``d_eff`` with ``samples`` copies. Each GD seed and
-the DMFT solve is one point cached (the report compares with the solve of the largest d_eff) under ``<out>/points/<hash>.json`` (:func:`scale.run_points`).
+the DMFT solve is one point cached under ``<out>/points/<hash>.json`` (:func:`scale.run_points`); the
+report compares with the solve of the largest d_eff.
 
 **Report** (``<out>/summary.json``), per case and curve (mse, train_loss, in_sample_error):
 

@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scale import PARAMS, Regime, parse_regimes, parse_sizes, problem, run_points  # noqa: E402
+from scale import PARAMS, Regime, parse_numbers, parse_regimes, parse_sizes, problem, run_points  # noqa: E402
 
 from quadflow import Simulation  # noqa: E402
 from quadflow.io import atomic_write_text, dumps  # noqa: E402
@@ -220,7 +220,7 @@ def main(argv=None) -> None:
         regimes = parse_regimes(args.regimes, [f"O:{','.join(f'{k}={getattr(OPEN, k)}' for k in PARAMS)}",
                                                *args.regime])
         configs = [dmft_config(r, d_eff, args.h, args.dmft_steps, args.dmft_samples)
-                   for d_eff in parse_sizes(args.dmft) for r in regimes] if args.dmft else []
+                   for d_eff in parse_numbers(args.dmft, "--dmft") for r in regimes] if args.dmft else []
         configs += [point_config(r, d, s, args.h, args.t_max, args.polish)
                     for d in parse_sizes(args.sizes) for s in range(args.seeds) for r in regimes]
         run_points(configs, args.out, measure=lambda c: (measure_dmft if c.get("kind") == "dmft" else measure)(c),

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scale import parse_names, parse_sizes, run_points  # noqa: E402
+from scale import parse_names, parse_numbers, parse_sizes, run_points  # noqa: E402
 
 from quadflow import Problem, Simulation  # noqa: E402
 from quadflow.io import atomic_write_text, dumps  # noqa: E402
@@ -49,14 +49,11 @@ def realised(d: int, kappa: float, kappa_star: float) -> tuple[float, float]:
 
 
 def parse_grid(text: str) -> tuple[float, ...]:
-    """``--grid``: comma-separated alpha / alpha_PR ratios, each > 0."""
+    """``--grid``: comma-separated alpha / alpha_PR ratios, each > 0 (SystemExit with one line otherwise)."""
     try:
-        grid = tuple(float(x) for x in text.split(","))
-    except ValueError:
-        raise SystemExit(f"error: --grid={text!r}: expected comma-separated numbers, e.g. 0.94,1,1.06") from None
-    if not grid or min(grid) <= 0:
-        raise SystemExit(f"error: --grid={text!r}: every ratio alpha / alpha_PR must be > 0")
-    return grid
+        return tuple(parse_numbers(text, "--grid", float, 0, strict=True))
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
 
 
 def plan(pairs: list[str], sizes: list[int], seeds: int, h: float, t_max: float,

@@ -418,14 +418,22 @@ def parse_names(text: str, known, option: str) -> list[str]:
     return chosen
 
 
-def parse_sizes(text: str) -> list[int]:
+def parse_numbers(text: str, key: str, kind: type = int, low: float = 2, strict: bool = False) -> list:
+    """Comma-separated values of ``kind`` for option ``key``, each ``>= low`` (``> low`` if ``strict``);
+    ValueError naming the key, the rule and the text otherwise."""
+    rule = f"{'>' if strict else '>='} {low:g}"
+    why = f"{key}: each must be {rule}, as comma-separated {'integers' if kind is int else 'numbers'}; got {text!r}"
     try:
-        sizes = [int(s) for s in text.split(",") if s]
+        values = [kind(s) for s in text.split(",") if s]
     except ValueError:
-        raise ValueError(f"--sizes must be comma-separated integers >= 2, got {text!r}") from None
-    if not sizes or min(sizes) < 2:
-        raise ValueError(f"--sizes must be comma-separated integers >= 2, got {text!r}")
-    return sizes
+        raise ValueError(why) from None
+    if not values or any(v <= low if strict else v < low for v in values):
+        raise ValueError(why)
+    return values
+
+
+def parse_sizes(text: str) -> list[int]:
+    return parse_numbers(text, "--sizes")
 
 
 def check(configs: list[dict], s: Settings, seeds: int) -> None:
