@@ -6,6 +6,7 @@ blocks, and per-step sums are all-reduced (SUM; ``ReduceOp.AVG`` is NCCL-only).
 """
 from __future__ import annotations
 
+import atexit
 import os
 
 import torch
@@ -56,7 +57,9 @@ def shared_path(path: str) -> str:
 def init_from_env(device: torch.device) -> bool:
     """Initialise the process group when launched by torchrun or a multi-task SLURM step.
 
-    Uses NCCL for CUDA and gloo for CPU. Returns True when a group is active.
+    Uses NCCL for CUDA and gloo for CPU. Returns True when a group is active. The group is destroyed
+    at interpreter exit: gloo's threads left running then can abort a rank (``terminate called
+    without an active exception``) after the run itself succeeded.
     """
     export_slurm_env()
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
@@ -66,7 +69,13 @@ def init_from_env(device: torch.device) -> bool:
         if device.type == "cuda":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend=backend)
+        atexit.register(_destroy)
     return True
+
+
+def _destroy() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def shard_blocks(n_blocks: int, rank: int, world_size: int) -> range:
