@@ -170,49 +170,62 @@ class EffectiveProcess:
         self.w, self.dw = draws.w0, torch.zeros(B, m, channels, d, dtype=td, device=dev)
         self._next = None
 
-    def run(self, K: torch.Tensor, L: torch.Tensor, stop: int) -> None:
+    def run(self, K: torch.Tensor, L: torch.Tensor, stop: int, fill=None) -> None:
         """Run steps ``done .. stop-1`` under the rows ``[done, stop)`` of ``K`` (strictly lower memory kernel)
         and ``L`` (lower factor of C_r, ``U = L @ G / sqrt(4 alpha)``); both (>= stop, >= stop). Fills those
         rows of ``hist_e``, ``hist_t``, ``C_e`` (and its mirror columns) and ``R``; the frozen rows are not
         touched.
+
+        ``fill``: ``fill(k)`` is called once ``E_k``, ``dS_k`` and their kernel rows ``C_e[:, k]``, ``R[:, k]``
+        exist, before the step from k, and must write row k of ``K`` and ``L`` (the marching solve: that row
+        depends on the process up to k only). The steps then run one at a time, each summing its memory and
+        noise over the whole past; without ``fill`` they run in blocks of ``block`` steps whose sums over the
+        steps before the block are one matrix product each.
 
         The P tangents of a sample are side by side, ``dw`` (B, m, P, d), so each of their products is one
         matrix product per sample: ``[dW_1 .. dW_P]^T W`` (P d x m by m x d), ``[dW_1 .. dW_P] M`` (m P x d
         by d x d) and ``W [dGamma_1 .. dGamma_P]`` (m x d by d x P d)."""
         T, B, m, d = self.draws.shape
         a, P, h = self.done, self.P, self.h
+        block = 1 if fill is not None else self.block
         hist_e, hist_t, s_star = self.hist_e, self.hist_t, self.draws.s_star
+        de, dt = hist_e.dtype, hist_t.dtype
         flat_e, flat_t = hist_e.view(T + 1, B * d * d), hist_t.view(T + 1, B * P * d * d)
-        K_e, K_t = K[:stop, :stop].to(hist_e.dtype), K[:stop, :stop].to(hist_t.dtype)
-        goe = self.draws.goe[:stop].reshape(stop, B * d * d)
-        noise = (L[a:stop, :stop].to(hist_e.dtype) @ goe).mul_(1.0 / math.sqrt(4.0 * self.alpha)).view(-1, B, d, d)
-        shrink = (1.0 - 2.0 * h * self.lam) * torch.eye(d, dtype=hist_e.dtype, device=hist_e.device)
+        goe = self.draws.goe.view(T + 1, B * d * d)
+        shrink = (1.0 - 2.0 * h * self.lam) * torch.eye(d, dtype=de, device=hist_e.device)
         w, dw = self.w, self.dw
-        for start in range(a, stop, self.block):
-            end = min(start + self.block, stop)
-            past_e = (K_e[start:end, :start] @ flat_e[:start]).view(end - start, B, d, d)
-            past_t = (K_t[start:end, :start] @ flat_t[:start]).view(end - start, B, P, d, d)
-            for k in range(start, end):
-                torch.baddbmm(s_star, w.mT, w, beta=-1.0, alpha=1.0 / m, out=hist_e[k])  # E_k = W^T W / m - S*
-                w_t = w.to(hist_t.dtype)
-                ds = (dw.view(B, m, P * d).mT @ w_t).view(B, P, d, d)
-                torch.add(ds, ds.mT, out=hist_t[k]).div_(m)
-                if k in self.spectrum_steps:
-                    self.spectra[k] = torch.linalg.eigvalsh(hist_e[k] + s_star)
-                if k == T:
-                    break
-                gamma = past_e[k - start] + (K_e[k, start:k] @ flat_e[start:k]).view(B, d, d)
-                gamma.sub_(hist_e[k]).add_(noise[k - a])
-                dgamma = past_t[k - start] + (K_t[k, start:k] @ flat_t[start:k]).view(B, P, d, d)
-                dgamma.sub_(hist_t[k])
-                dgamma[:, k % P] += self.probes[k]
-                step = torch.add(shrink, gamma, alpha=2.0 * h)  # M_k = (1 - 2 h lam) I + 2 h Gamma_k
-                moved = (dw.view(B, m * P, d) @ step.to(hist_t.dtype)).view(B, m, P * d)
-                dw = torch.baddbmm(moved, w_t, dgamma.transpose(1, 2).reshape(B, d, P * d),
-                                   alpha=2.0 * h).view(B, m, P, d)
-                w = w @ step
+        for k in range(a, stop):
+            torch.baddbmm(s_star, w.mT, w, beta=-1.0, alpha=1.0 / m, out=hist_e[k])  # E_k = W^T W / m - S*
+            w_t = w.to(dt)
+            ds = (dw.view(B, m, P * d).mT @ w_t).view(B, P, d, d)
+            torch.add(ds, ds.mT, out=hist_t[k]).div_(m)
+            if k in self.spectrum_steps:
+                self.spectra[k] = torch.linalg.eigvalsh(hist_e[k] + s_star)
+            if fill is not None:
+                self._kernel_rows(k, k + 1)
+                fill(k)
+            if k == T:
+                break
+            if (k - a) % block == 0:  # the block's sums over the steps before it, and its noise
+                start, end = k, min(k + block, stop)
+                past_e = (K[start:end, :start].to(de) @ flat_e[:start]).view(end - start, B, d, d)
+                past_t = (K[start:end, :start].to(dt) @ flat_t[:start]).view(end - start, B, P, d, d)
+                noise = (L[start:end, :end].to(de) @ goe[:end]).mul_(1.0 / math.sqrt(4.0 * self.alpha))
+                noise = noise.view(end - start, B, d, d)
+            gamma = past_e[k - start].sub(hist_e[k]).add_(noise[k - start])
+            dgamma = past_t[k - start].sub(hist_t[k])
+            if k > start:  # memory within the block
+                gamma += (K[k, start:k].to(de) @ flat_e[start:k]).view(B, d, d)
+                dgamma += (K[k, start:k].to(dt) @ flat_t[start:k]).view(B, P, d, d)
+            dgamma[:, k % P] += self.probes[k]
+            step = torch.add(shrink, gamma, alpha=2.0 * h)  # M_k = (1 - 2 h lam) I + 2 h Gamma_k
+            moved = (dw.view(B, m * P, d) @ step.to(dt)).view(B, m, P * d)
+            dw = torch.baddbmm(moved, w_t, dgamma.transpose(1, 2).reshape(B, d, P * d),
+                               alpha=2.0 * h).view(B, m, P, d)
+            w = w @ step
         self._next = (stop, w, dw)
-        self._kernel_rows(a, stop)
+        if fill is None:
+            self._kernel_rows(a, stop)
 
     def _kernel_rows(self, a: int, b: int) -> None:
         """Rows ``[a, b)`` of the per-sample ``C_e`` (columns ``[0, b)``, mirrored) and ``R`` (strictly lower)."""

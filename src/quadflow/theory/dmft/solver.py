@@ -4,10 +4,12 @@ The fixed point over the kernels (C_r, K) couples the parameter-side effective
 process (:mod:`quadflow.theory.dmft.process`, d_eff x d_eff matrices, ``samples``
 copies batched) with the closed-form sample side
 (:mod:`quadflow.theory.dmft.kernels`). Every random number is drawn once, so the
-kernel map is deterministic. It is also causal: the kernel rows up to step k
-depend on the process up to step k only. The solve converges it window after
-window of steps (plain iteration on the window's rows, the past frozen), so each
-iteration reruns only the window's steps. Outputs are on the simulation's grid
+kernel map is deterministic. It is also causal: the kernel row k depends on the
+process up to step k only, and the process up to step k on the rows before k.
+The default solve marches: one pass over the steps, each step's kernel row
+computed from the process up to it and then used by that step, which is the
+fixed point itself. Longer windows iterate it window after window of steps
+(plain iteration on the window's rows, the past frozen), as a cross-check. Outputs are on the simulation's grid
 ``t = step * h`` (the paper's time, docs/theory.md section 2), step 0..steps,
 with the simulation's metric names and normalisation (docs/theory.md sections
 1-2: ``mse = |S - S*|_F^2 / d``, ``train_loss = (1/(4n)) sum r^2``).
@@ -33,7 +35,7 @@ MIN_D_EFF = 8  # smallest d_eff accepted: the kernel estimates are unstable belo
 WARN_D_EFF = 24  # below this d_eff a solve warns (O(1/d_eff) bias)
 STALL_ITERATIONS = 3  # non-decreasing residuals before the damping fallback
 FALLBACK_DAMPING = 0.5
-WINDOW = 25  # steps per causal window (docs/benchmarks.md: the fastest of 5, 10, 25, 50 and one window at d_eff 64, T 400)
+WINDOW = 1  # steps per causal window; 1 marches in one exact pass (docs/benchmarks.md: 1.7-2.3x faster than 25)
 
 
 def _check(h, steps, d_eff, samples, channels, tol, max_iter, damping, spectrum_steps) -> None:
@@ -113,6 +115,70 @@ def _extend_rows(M: torch.Tensor, a: int, b: int) -> None:
         M[k, lag:lag + a] = M[a - 1, :a]
 
 
+def _march(proc: EffectiveProcess, A: torch.Tensor, L: torch.Tensor, K: torch.Tensor, delta: float, Delta: float,
+           h: float, callback) -> None:
+    """The marching solve: one pass over the steps in which row k of the kernels (``A``, ``L``, ``K``, each
+    (T+1, T+1), filled in place) is computed from the process up to step k, then used by the step from k.
+    It is the fixed point itself, not an approximation of it: row k depends on the process up to k only, and
+    the process up to k on the rows before k."""
+    C_e, R = torch.zeros_like(A), torch.zeros_like(A)  # sample means, row by row
+    scale = 0.0
+
+    def fill(k: int) -> None:
+        nonlocal scale
+        C_e[k, :k + 1] = proc.C_e[:, k, :k + 1].mean(0)
+        C_e[:k, k] = C_e[k, :k]
+        R[k, :k] = proc.R[:, k, :k].mean(0)
+        rows = sample_rows(C_e[:k + 1, :k + 1], R[:k + 1, :k + 1], A, L, k, delta, Delta, scale)
+        _check_stable(C_e[:k + 1, :k + 1], rows, k, h)
+        A[k, :k + 1], L[k, :k + 1], K[k, :k + 1], scale = rows.A[0], rows.L[0], rows.K[0], rows.scale
+        if callback is not None:
+            callback(1, 0.0, k + 1)
+
+    proc.run(K, L, A.shape[0], fill=fill)
+    proc.freeze()
+
+
+def _iterate(proc: EffectiveProcess, A: torch.Tensor, L: torch.Tensor, K: torch.Tensor, width: int, delta: float,
+             Delta: float, h: float, tol: float, max_iter: int, damping: float, callback) -> tuple[list, list, float]:
+    """The fixed point iterated window after window of ``width`` steps (the past frozen), filling the kernels
+    ``A``, ``L``, ``K`` in place; returns the residuals of every iteration, the windows' reports and the
+    damping in use at the end."""
+    T1 = A.shape[0]
+    scale, residuals, windows = 0.0, [], []
+    for a in range(0, T1, width):
+        b = min(a + width, T1)
+        if a > 0:  # first guess: the last frozen row's lag profile, continued
+            _extend_rows(L, a, b)
+            _extend_rows(K, a, b)
+        best, stalled, done = math.inf, 0, False
+        for it in range(1, max_iter + 1):
+            proc.run(K, L, b)
+            C_e, R = proc.C_e[:, :b, :b].mean(0), proc.R[:, :b, :b].mean(0)
+            rows = sample_rows(C_e, R, A, L, a, delta, Delta, scale)
+            _check_stable(C_e, rows, a, h)
+            residual = row_change(L, K, rows, a)
+            residuals.append(residual)
+            done = residual < tol
+            if callback is not None:
+                callback(len(residuals), residual, b if done else a)
+            if done:
+                break
+            stalled = stalled + 1 if residual >= best else 0
+            best = min(best, residual)
+            if stalled >= STALL_ITERATIONS and damping == 0.0:
+                warnings.warn(f"plain iteration stalled at residual {residual:.3g} in the window of steps [{a}, {b}); "
+                              f"switching to damping={FALLBACK_DAMPING}", RuntimeWarning, stacklevel=3)
+                damping, stalled = FALLBACK_DAMPING, 0
+            L[a:b, :b] = damping * L[a:b, :b] + (1 - damping) * rows.L
+            K[a:b, :b] = damping * K[a:b, :b] + (1 - damping) * rows.K
+        # the window is frozen with the kernels its process implies (the next window starts from them)
+        A[a:b, :b], L[a:b, :b], K[a:b, :b], scale = rows.A, rows.L, rows.K, rows.scale
+        windows.append({"start": a, "stop": b, "iterations": it, "residual": residual, "converged": done})
+        proc.freeze()
+    return residuals, windows, damping
+
+
 def solve_dmft(p: Problem, h: float = 0.05, steps: int = 400, d_eff: int = 64, samples: int = 4, seed: int = 0,
                channels: int = 4, device: str = "cpu", dtype: torch.dtype = torch.float64,
                tangent_dtype: torch.dtype = torch.float32, tol: float = 1e-4,
@@ -142,22 +208,22 @@ def solve_dmft(p: Problem, h: float = 0.05, steps: int = 400, d_eff: int = 64, s
             default: R is a Hutchinson estimate with relative noise O(1/d_eff), far above float32 round-off,
             and the curves move by at most a few hundredths of their jackknife error against float64
             tangents (docs/benchmarks.md), for 1.6-3.5x faster tangent products.
-        tol: convergence threshold on the per-iteration residual of a window
+        tol: convergence threshold on the per-iteration residual of a window longer than one step
             (:func:`quadflow.theory.dmft.kernels.row_change` over its rows).
-        max_iter: iteration cap per window; a window not converging warns (naming its steps and its
-            residual) and sets ``converged=False``; the later windows still run.
-        damping: weight of the old kernels in the update (0 = plain iteration). If
-            the residual of a window stalls for 3 iterations, damping switches to 0.5 (warned).
-        window: steps per causal window. The kernel rows up to step k depend on the process up to k only,
-            so the fixed point is converged window after window and a converged window is frozen: its
-            process, tangents and kernel rows are not recomputed. Short windows converge in a few
-            iterations (4-5 at 10 steps, 6-7 at 25, against 11-13 for the whole trajectory at once);
-            below about 25 steps the products over the frozen past become memory-bound. None: one
-            window over all steps (the plain fixed-point iteration).
+        max_iter: iteration cap per window (longer than one step); a window not converging warns (naming its
+            steps and its residual) and sets ``converged=False``; the later windows still run.
+        damping: weight of the old kernels in the update of a window longer than one step (0 = plain
+            iteration). If the residual of a window stalls for 3 iterations, damping switches to 0.5 (warned).
+        window: steps per causal window. Row k of the kernels depends on the process up to step k only, and
+            the process up to k on the rows before k. ``1`` (default) marches: one pass, each step's row
+            computed from the process up to it before that step runs; no iteration, no tolerance, the fixed
+            point to round-off (``residuals == [0.0]``, ``passes == 1``). Longer windows iterate the fixed
+            point window after window with the past frozen (6-7 iterations at 25 steps, to ``tol``); None:
+            one window over all steps (the plain fixed-point iteration, 11-13 iterations).
         spectrum_steps: steps at which to return the eigenvalues of S (all samples pooled).
         callback: ``callback(iteration, residual, solved)`` after every iteration: its number over the
             whole solve, the residual of its window, and the number of steps converged so far (the window's
-            end once it converged).
+            end once it converged); when marching, after every step as ``(1, 0.0, steps done)``.
         save_kernels: path of an ``.npz`` with ``t`` (steps + 1,) and the kernels C_e, R, C_r, K,
             each (steps + 1, steps + 1), as float64 numpy arrays.
         return_kernels: also return them under ``"kernels"``.
@@ -198,38 +264,12 @@ def solve_dmft(p: Problem, h: float = 0.05, steps: int = 400, d_eff: int = 64, s
                             kernel_dtype=kd, tangent_dtype=tangent_dtype)
     T1 = steps + 1
     A, L, K = (torch.zeros(T1, T1, dtype=kd, device=dev) for _ in range(3))  # L: Cholesky factor of C_r
-    scale, residuals, windows = 0.0, [], []
-    width = T1 if window is None else window
-    for a in range(0, T1, width):
-        b = min(a + width, T1)
-        if a > 0:  # first guess: the last frozen row's lag profile, continued
-            _extend_rows(L, a, b)
-            _extend_rows(K, a, b)
-        best, stalled, done = math.inf, 0, False
-        for it in range(1, max_iter + 1):
-            proc.run(K, L, b)
-            C_e, R = proc.C_e[:, :b, :b].mean(0), proc.R[:, :b, :b].mean(0)
-            rows = sample_rows(C_e, R, A, L, a, delta, p.Delta, scale)
-            _check_stable(C_e, rows, a, h)
-            residual = row_change(L, K, rows, a)
-            residuals.append(residual)
-            done = residual < tol
-            if callback is not None:
-                callback(len(residuals), residual, b if done else a)
-            if done:
-                break
-            stalled = stalled + 1 if residual >= best else 0
-            best = min(best, residual)
-            if stalled >= STALL_ITERATIONS and damping == 0.0:
-                warnings.warn(f"plain iteration stalled at residual {residual:.3g} in the window of steps [{a}, {b}); "
-                              f"switching to damping={FALLBACK_DAMPING}", RuntimeWarning, stacklevel=2)
-                damping, stalled = FALLBACK_DAMPING, 0
-            L[a:b, :b] = damping * L[a:b, :b] + (1 - damping) * rows.L
-            K[a:b, :b] = damping * K[a:b, :b] + (1 - damping) * rows.K
-        # the window is frozen with the kernels its process implies (the next window starts from them)
-        A[a:b, :b], L[a:b, :b], K[a:b, :b], scale = rows.A, rows.L, rows.K, rows.scale
-        windows.append({"start": a, "stop": b, "iterations": it, "residual": residual, "converged": done})
-        proc.freeze()
+    if window == 1:
+        _march(proc, A, L, K, delta, p.Delta, h, callback)
+        residuals, windows = [0.0], [{"start": 0, "stop": T1, "iterations": 1, "residual": 0.0, "converged": True}]
+    else:
+        residuals, windows, damping = _iterate(proc, A, L, K, T1 if window is None else window, delta, p.Delta, h, tol,
+                                      max_iter, damping, callback)
     failed = [w for w in windows if not w["converged"]]
     if failed:
         first, worst = failed[0], max(failed, key=lambda w: w["residual"])
