@@ -180,8 +180,8 @@ class DMFT:
             "wall_time_s": float(res["wall_time"]), "d_eff": self.d_eff, "samples": self.samples})
 
     def _progress(self, bar: bool, total: int):
-        """Progress of the windowed solve (steps converged) to the ``quadflow`` logger about every 10 % of the
-        steps, and to a tqdm bar on terminals when ``bar``."""
+        """Progress of the solve (steps solved: marched, or in converged windows) to the ``quadflow`` logger
+        about every 10 % of the steps, and to a tqdm bar on terminals when ``bar``."""
         from tqdm.auto import tqdm
 
         pbar = tqdm(total=total, desc="DMFT steps", unit="step", disable=None) if bar else None
@@ -195,8 +195,8 @@ class DMFT:
                     pbar.set_postfix(iterations=iteration, residual=f"{residual:.2e}")
                 state["solved"] = solved
             if solved == total or solved - state["logged"] >= total / 10:
-                log.info(f"DMFT: {solved}/{total} steps converged after {iteration} iterations "
-                         f"(last residual {residual:.3e}, tol {self.tol:g})")
+                log.info(f"DMFT: {solved}/{total} steps solved after {iteration} iterations "
+                         f"(last residual {residual:.3e}" + (f", tol {self.tol:g})" if self.window > 1 else ")"))
                 state["logged"] = solved
                 if solved == total and pbar is not None:
                     pbar.close()

@@ -126,7 +126,8 @@ class EffectiveProcess:
     window ``[done, stop)`` is run from the states at step ``done`` (:meth:`run`, as often as the kernel
     iteration needs) and then frozen (:meth:`freeze`): its rows of the history, of ``C_e`` and of ``R``
     stay, and the next window starts from the states at ``stop``. One window ``[0, T+1)`` is the plain
-    full pass (:func:`run_pass`).
+    full pass (:func:`run_pass`); with a ``fill`` hook, one window ``[0, T+1)`` is the marching solve, each
+    step's kernel row written just before the step uses it.
 
     Args:
         draws: frozen randomness (T steps, B samples, width m, dimension d).
@@ -135,8 +136,8 @@ class EffectiveProcess:
             j = c mod P only, so the estimate of column j of R picks up cross terms
             from T/P injections instead of T (cost: P tangents).
         spectrum_steps: steps at which the eigenvalues of S are kept.
-        block: the memory sum over the past is one matrix product per block of this many
-            steps (the in-block part is a short vector product per step).
+        block: the memory and noise sums over the past are one matrix product per block of this many
+            steps (the in-block part is a short vector product per step); 1 when marching.
         kernel_dtype: dtype of ``C_e`` and ``R`` (default the draws' dtype). The process runs in the
             draws' dtype; the kernels ``K``, ``L`` it is given are cast to it, and its products for ``C_e`` and
             ``R`` are accumulated in it, then stored in ``kernel_dtype``.
@@ -150,7 +151,7 @@ class EffectiveProcess:
     each tangent.
 
     Cost of a window of w rows ending at b: O(w m d^2 B (2 + 3P)) for the step products, O(w b d^2 B (1 + P))
-    for memory, noise, C_e and R.
+    for memory, noise, C_e and R (as products of w rows; one row per step when marching).
     """
 
     def __init__(self, draws: Draws, *, alpha: float, h: float, lam: float, channels: int = 1,
