@@ -35,7 +35,7 @@ MIN_D_EFF = 8  # smallest d_eff accepted: the kernel estimates are unstable belo
 WARN_D_EFF = 24  # below this d_eff a solve warns (O(1/d_eff) bias)
 STALL_ITERATIONS = 3  # non-decreasing residuals before the damping fallback
 FALLBACK_DAMPING = 0.5
-WINDOW = 1  # steps per causal window; 1 marches in one exact pass (docs/benchmarks.md: 1.7-2.3x faster than 25)
+WINDOW = 1  # steps per causal window; 1 marches in one exact pass (docs/benchmarks.md: 1.6x faster than 25 at d_eff 64, T 400)
 
 
 def _check(h, steps, d_eff, samples, channels, tol, max_iter, damping, spectrum_steps) -> None:
