@@ -51,3 +51,13 @@ def test_the_shipped_map_is_the_measured_one():
         pytest.skip("no measured agreement map in this checkout")
     assert agreement.MAP_FILE.read_text() == measured.read_text()
     assert load_map()  # and it parses
+
+
+def test_the_default_run_lies_on_the_shipped_map_and_agrees():
+    # the README tells users to check the map first: the point `make run` trains must be on it
+    import yaml
+
+    conf = yaml.safe_load((agreement.MAP_FILE.parents[3] / "conf" / "problem" / "default.yaml").read_text())
+    hit = lookup(conf["alpha"], conf["kappa"], conf["kappa_star"], conf["lam"], conf["Delta"])
+    assert hit["map_point"] == f"alpha={conf['alpha']:g}, kappa={conf['kappa']:g}", hit
+    assert hit["map_disagrees"] is False and hit["map_d"] == 64

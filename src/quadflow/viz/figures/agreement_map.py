@@ -44,6 +44,13 @@ def collect(jobs, quick: bool) -> FigureData:
             row[f"gap_{m}"] = float(gaps.mean())
             row[f"gap_{m}_sem"] = float(gaps.std(ddof=1) / np.sqrt(gaps.size)) if gaps.size > 1 else float("nan")
         rows.append(row)
+    return from_rows(rows, quick)
+
+
+def from_rows(rows: list[dict], quick: bool = False) -> FigureData:
+    """The figure's tables from its ``sim`` table alone (one row per grid point and d, as :func:`collect`
+    makes them): the map at the largest d and the threshold lines. Rows measured by separate sweeps (a grid
+    extended later) are joined by concatenating their ``sim`` tables."""
     points = grid_points(rows)
     ks = sorted({r["kappa_star"] for r in rows})[0]
     kappas = np.linspace(min(r["kappa"] for r in rows) / 1.2, max(r["kappa"] for r in rows) * 1.1,
