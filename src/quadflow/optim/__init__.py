@@ -44,4 +44,29 @@ def uses_closure(optimizer: torch.optim.Optimizer) -> bool:
     return bool(getattr(optimizer, "uses_closure", False)) or isinstance(optimizer, torch.optim.LBFGS)
 
 
-__all__ = ["PRESETS", "RK4", "by_name", "optimizer_factory", "uses_closure"]
+__all__ = ["PRESETS", "RK4", "by_name", "follows_flow", "optimizer_factory", "uses_closure"]
+
+
+def gd_mismatch(optimizer: torch.optim.Optimizer, h: float) -> str | None:
+    """What makes ``optimizer`` differ from the paper's discrete GD at step ``h`` (None when it is that GD).
+
+    That GD is ``torch.optim.SGD`` with ``lr = h`` and no momentum, Nesterov, weight decay or ``maximize``
+    (quadflow's loss scaling puts the l2 term in the loss, not in ``weight_decay``). Returns the
+    optimiser's name and the arguments that differ, e.g. ``"SGD(momentum=0.9)"``.
+    """
+    name = type(optimizer).__name__
+    if type(optimizer) is not torch.optim.SGD:
+        return name
+    group = optimizer.param_groups[0]
+    plain = {"momentum": 0, "nesterov": False, "weight_decay": 0, "maximize": False}
+    differ = [f"{k}={group[k]!r}" for k, v in plain.items() if k in group and group[k] != v]
+    lr = float(group["lr"])
+    if abs(lr - h) > 1e-12 * h:
+        differ.insert(0, f"lr={lr:g} with trainer.h={h:g}")
+    return f"{name}({', '.join(differ)})" if differ else None
+
+
+def follows_flow(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether each step of ``optimizer`` is ``-lr grad L`` to first order in ``lr`` (the gradient flow of ``L``
+    with step ``lr``): RK4, and plain SGD (:func:`gd_mismatch` at its own ``lr`` finds nothing)."""
+    return isinstance(optimizer, RK4) or gd_mismatch(optimizer, float(optimizer.param_groups[0]["lr"])) is None

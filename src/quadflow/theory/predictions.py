@@ -14,6 +14,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from quadflow.optim import gd_mismatch
 from quadflow.problem import Problem
 from quadflow.theory.dmft import CURVES
 
@@ -29,7 +30,8 @@ class RunInfo:
         seeds: the run's random streams (a population solve at the run's d shares S* and W0).
         s_star: the teacher matrix (d, d) (sets the spectral-density grid).
         make_optimizer: the run's ``params -> Optimizer`` (the population flow uses the same one).
-        optimizer_name: its class name (``SGD`` is the flow the DMFT describes).
+        optimizer_name: its class name.
+        batch_size: the minibatch size (None: full batch).
         noisy_test, device, progress: as configured.
     """
 
@@ -42,9 +44,23 @@ class RunInfo:
     s_star: torch.Tensor
     make_optimizer: Callable
     optimizer_name: str = "SGD"
+    batch_size: int | None = None
     noisy_test: bool = False
     device: str = "cpu"
     progress: bool = False
+
+    def gd_mismatch(self) -> str | None:
+        """How the run's optimiser and batches differ from full-batch GD at step h, e.g.
+        ``"SGD(momentum=0.9), minibatches of 1000"`` (None: the run is that GD)."""
+        try:
+            probe = self.make_optimizer([torch.zeros(1, requires_grad=True)])
+        except Exception:  # an optimiser that cannot be built on a probe parameter is not plain GD either
+            parts = [self.optimizer_name]
+        else:
+            parts = [m] if (m := gd_mismatch(probe, self.h)) else []
+        if self.batch_size is not None:
+            parts.append(f"minibatches of {self.batch_size}")
+        return ", ".join(parts) or None
 
 
 @dataclass
@@ -167,9 +183,10 @@ class DMFT:
     def compute(self, run: RunInfo) -> Prediction:
         from quadflow.theory.dmft import solve_dmft
 
-        if run.optimizer_name != "SGD":
-            warnings.warn(f"the DMFT describes discrete GD at step h; comparing it with {run.optimizer_name} "
-                          "mixes optimisers", RuntimeWarning)
+        mismatch = run.gd_mismatch()
+        if mismatch is not None:
+            warnings.warn(f"the DMFT describes full-batch GD at step h={run.h:g}; this run uses {mismatch}: the "
+                          "theory/dmft curve drawn is that GD's, not this run's", RuntimeWarning)
         res = solve_dmft(run.problem.realised(), h=run.h, steps=run.steps, d_eff=self.d_eff, samples=self.samples,
                          seed=self.seed, device=run.device, tol=self.tol, max_iter=self.max_iter,
                          window=self.window, noisy_test=run.noisy_test, callback=self._progress(run.progress, run.steps + 1))
@@ -177,7 +194,8 @@ class DMFT:
             "converged": bool(res["converged"]), "iterations": int(res["iterations"]),
             "residual": float(res["residuals"][-1]) if len(res["residuals"]) else None,
             "windows_not_converged": sum(not w["converged"] for w in res["windows"]),
-            "wall_time_s": float(res["wall_time"]), "d_eff": self.d_eff, "samples": self.samples})
+            "wall_time_s": float(res["wall_time"]), "d_eff": self.d_eff, "samples": self.samples,
+            "describes_run": mismatch is None, "drawn_instead_of": mismatch})
 
     def _progress(self, bar: bool, total: int):
         """Progress of the solve (steps solved: marched, or in converged windows) to the ``quadflow`` logger
