@@ -10,9 +10,13 @@ Figures: learning_curves, double_descent, overparam, phase_diagram, spectrum, fi
 (the presets conf/experiment/<name>.yaml draw theirs at the end of their multirun), and sweep: the final
 --y (a summary.json key, default sim/mse) against --x (a config key, default the first key the jobs differ
 in), with the theories' values and the learning curves coloured by x.
+
+Exit codes: 0 done; 2 bad input (an unknown figure or option, a missing folder, jobs that do not fit the figure);
+1 an unexpected failure. Either is one ``error:`` line on stderr; --debug adds the traceback.
 """
 import argparse
 import sys
+import traceback
 from pathlib import Path
 
 from quadflow.viz.figures import FIGURES, FigureData, draw, make_figure
@@ -33,8 +37,38 @@ def _wandb_settings(args) -> dict | None:
     return None if settings["mode"] == "disabled" else settings
 
 
+class InputError(Exception):
+    """Bad input: reported as one ``error:`` line, exit code 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise InputError(f"{message} (see --help)")
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    """Run the command line; returns the exit code (0 done, 1 unexpected failure, 2 bad input)."""
+    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    try:
+        return run(argv)
+    except Exception as err:
+        if debug:
+            traceback.print_exc()
+        if isinstance(err, (InputError, ValueError, FileNotFoundError)):  # what was given does not fit
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        print(f"error: unexpected {type(err).__name__}: {err}" + ("" if debug else
+              " (rerun with --debug for the traceback)"), file=sys.stderr)
+        return 1
+
+
+def _folder(option: str, path: Path | None) -> None:
+    if path is not None and not path.is_dir():
+        raise InputError(f"{option} {path}: no such folder")
+
+
+def run(argv=None) -> int:
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", choices=sorted(FIGURES))
     parser.add_argument("--sweep-dir", type=Path, help="multirun folder (or one run folder) of the preset")
     parser.add_argument("--out", type=Path, help="where to write the files (default: the sweep folder)")
@@ -44,13 +78,19 @@ def main(argv=None) -> int:
     parser.add_argument("--group", help="W&B group (default: the figure name)")
     parser.add_argument("--x", help="sweep: the swept config key, e.g. problem.alpha (default: the first that varies)")
     parser.add_argument("--y", help="sweep: the summary.json key drawn, e.g. sim/mse (default)")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an unexpected failure")
     args = parser.parse_args(argv)
     options = {k: v for k, v in (("x", args.x), ("y", args.y)) if v is not None}
     if options and args.name != "sweep":
         parser.error("--x and --y are options of the sweep figure")
+    _folder("--sweep-dir", args.sweep_dir)
+    _folder("--redraw", args.redraw)
     if args.redraw is not None:
-        out = args.out or args.redraw
-        draw(FigureData.load(args.redraw, args.name), Path(out) / f"{args.name}.png")
+        if not (args.redraw / f"{args.name}.json").exists():
+            raise InputError(f"--redraw {args.redraw}: no saved {args.name} figure there ({args.name}.json)")
+        out = Path(args.out or args.redraw)
+        out.mkdir(parents=True, exist_ok=True)
+        draw(FigureData.load(args.redraw, args.name), out / f"{args.name}.png")
         print(Path(out) / f"{args.name}.png")
         return 0
     if args.out is None and args.sweep_dir is None:

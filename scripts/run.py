@@ -5,16 +5,20 @@
     python scripts/run.py -m problem.alpha=0.5,1,2          # sweep, one W&B run per job
     python scripts/run.py -m experiment=optuna_step_size    # Optuna search of trainer.h
     torchrun --nproc_per_node=2 scripts/run.py ...          # one run, samples sharded
-    python scripts/run.py resume=true hydra.run.dir=<dir>   # continue a killed run
+    python scripts/run.py ... hydra.run.dir=<dir>           # continue a killed run (the same overrides)
 
-Exit codes: 0 ok; 1 a run (or any job of a sweep) failed or diverged; 2 a configuration value out of
-range or a run too large for the machine (one ``error:`` line on stderr, no traceback; a sweep is
-checked point by point before its first job); 143 stopped by a signal.
+Exit codes: 0 ok; 1 a run (or any job of a sweep) failed or diverged (in a search such as Optuna's, a
+trial that diverged or was unstable is a result, not a failure); 2 an override Hydra would refuse (an
+unknown key or group option: :mod:`quadflow.cli.errors`), a configuration value out of range or a run
+too large for the machine (one ``error:`` line on stderr, no traceback; a sweep is checked point by
+point before its first job); 3 a run that did not descend as a smaller step would
+(status ``unstable``: it oscillated or stalled; ``error`` in summary.json says how); 143 stopped by a signal.
 
 The task function returns the float a sweeper optimises: the summary value named by ``objective``
 (default ``sim/mse``; see :func:`quadflow.cli.sweeps.objective_value`), NaN when the job failed.
 """
 import logging
+import math
 import os
 import sys
 import time
@@ -27,9 +31,11 @@ from hydra.types import RunMode
 from quadflow.cli.app import register_configs, run_hydra_job
 from quadflow.cli.build import ConfigError
 from quadflow.cli.callbacks import EXIT_CONFIG_ERROR, SweepSummary
+from quadflow.cli.console import route_warnings
+from quadflow.cli.errors import CommandLineError, check_command_line
 from quadflow.cli.job import EXIT_CODES
-from quadflow.cli.sweeps import STEPS_TO, failed_value, objective_value, record_failure
-from quadflow.io import atomic_write_text, dumps, read_jsonl
+from quadflow.cli.sweeps import failed_value, record_failure
+from quadflow.cli.validate import check_job_fits
 from quadflow.runtime import InsufficientMemoryError
 
 register_configs()
@@ -38,9 +44,11 @@ register_configs()
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg) -> float:
     start, hydra_cfg = time.time(), HydraConfig.get()
+    route_warnings()
     out = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     try:
+        check_job_fits(cfg)  # the DMFT's memory at trainer.steps, before any work
         summary = run_hydra_job(cfg, hydra_cfg)
     except Exception as err:
         logging.getLogger("quadflow.traceback").error("job raised", exc_info=True)  # run.log only
@@ -53,7 +61,7 @@ def main(cfg) -> float:
         summary = record_failure(out, err, start) if _rank() == 0 else {"status": "failed", "error": str(err)}
         print(f"[failed] stage {summary.get('stage')}: {summary['error']} | results in {out}", file=sys.stderr)
         return failed_value(hydra_cfg.sweeper)
-    value = _objective(cfg, summary, out, failed_value(hydra_cfg.sweeper if multirun else None))
+    value = summary.get("objective", math.nan)  # also in summary.json
     if not multirun and summary["status"] != "ok":
         print(f"run {summary['status']}: {summary['error']}", file=sys.stderr)
         sys.exit(EXIT_CODES[summary["status"]])
@@ -64,17 +72,11 @@ def _rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
-def _objective(cfg, summary: dict, out: Path, failed: float) -> float:
-    """The ``objective`` value of the job, also written into its summary.json (``objective``, ``objective_key``)."""
-    key = cfg.objective
-    rows = read_jsonl(out / "metrics.jsonl") if key.startswith(STEPS_TO) and (out / "metrics.jsonl").exists() else ()
-    value = objective_value(summary, key, rows, failed)
-    summary.update(objective=value, objective_key=key)
-    if _rank() == 0 and (out / "summary.json").exists():
-        atomic_write_text(out / "summary.json", dumps(summary, indent=2))
-    return value
-
-
 if __name__ == "__main__":
+    try:
+        check_command_line(sys.argv[1:], str(Path(__file__).resolve().parent.parent / "conf"), "config")
+    except CommandLineError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG_ERROR)
     main()
-    sys.exit(1 if SweepSummary.failed else 0)  # a multirun with a failed or diverged job
+    sys.exit(1 if SweepSummary.failed else 0)  # a multirun with a failed job (quadflow.cli.sweeps.sweep_failed)

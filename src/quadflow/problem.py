@@ -13,6 +13,14 @@ import math
 from dataclasses import asdict, dataclass
 
 
+# The largest step h accepted (the paper's time). GD W <- W + 2h (W Gamma - lam W) is stable only below about
+# h = 1/(2 lambda_max(S)), and near the teacher lambda_max(S) >= tr(S*)/d = 1, so the flows (gd, rk4) diverge
+# for every h above 1 or so; for other optimisers h only sets the time unit t = step * h. 1000 leaves three
+# decades in which a too-large step diverges cleanly (the divergence guard names it), and keeps
+# h x gradient far inside float32 (a step of 1e300 overflows in the optimiser itself).
+H_MAX = 1000.0
+
+
 def _check_positive(name: str, value: float) -> None:
     if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
@@ -26,7 +34,7 @@ def _check_nonnegative(name: str, value: float) -> None:
 def check_domain(**params: float) -> None:
     """Validate model parameters by name, raising ``ValueError`` naming the first bad one.
 
-    Strictly positive: ``d, kappa, kappa_star, alpha, sigma0, h``;
+    Strictly positive: ``d, kappa, kappa_star, alpha, sigma0``; ``h`` in ``(0, H_MAX]``;
     non-negative: ``Delta, lam``. Unknown names are ignored, ``None`` skipped.
     """
     for name, value in params.items():
@@ -34,8 +42,16 @@ def check_domain(**params: float) -> None:
             continue
         if name in ("Delta", "lam"):
             _check_nonnegative(name, value)
-        elif name in ("d", "kappa", "kappa_star", "alpha", "sigma0", "h"):
+        elif name in ("d", "kappa", "kappa_star", "alpha", "sigma0"):
             _check_positive(name, value)
+        elif name == "h":
+            _check_step(value)
+
+
+def _check_step(h: float) -> None:
+    if not (isinstance(h, (int, float)) and 0 < h <= H_MAX):
+        raise ValueError(f"h must be a number in (0, {H_MAX:g}], got {h!r} (GD is stable only below about "
+                         "h = 1/(2 lambda_max(S)), under 1 here; larger steps diverge)")
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,15 @@
 """The Hydra app end to end: files, W&B offline run, multirun, bad input, divergence, resume."""
+import io
 import json
+import logging
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -92,15 +96,18 @@ def test_failing_job_does_not_stop_the_sweep(tmp_path):
 
 @pytest.mark.parametrize("override,needle", [
     ("problem.kappa=-1", "problem.kappa must be"), ("trainer.h=0", "trainer.h=0.0 is out of range"),
+    ("trainer.h=1e300", "trainer.h=1e+300 is out of range: allowed (0, 1000]"),
     ("device=tpu", "device must be one of"), ("precision=fp16", "precision must be one of"),
     ("problem.d=abc", "problem.d"), ("problem.d=20000", "needs about"),
+    ("problem.d=1000000000", "no setting of data, precision or GPUs brings it below"),
+    ("trainer.steps=1000000000000 theory=[dmft]", "no theory.dmft setting brings it below"),
 ])
 def test_bad_config_fails_before_work_with_a_clear_message(tmp_path, override, needle):
-    proc = run_app([*SMALL, override, f"hydra.run.dir={tmp_path / 'run'}"], check=False,
+    proc = run_app([*SMALL, *override.split(), f"hydra.run.dir={tmp_path / 'run'}"], check=False,
                    env_extra={"HYDRA_FULL_ERROR": "0"})
-    assert proc.returncode != 0
-    assert needle in proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stdout + proc.stderr  # one line; the traceback goes to run.log only
+    assert proc.returncode == 2
+    assert needle in proc.stderr and len(proc.stderr.splitlines()) == 1  # one line, the traceback in run.log only
+    assert "Traceback" not in proc.stdout + proc.stderr
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
 
 
@@ -113,6 +120,56 @@ def test_divergence_stops_with_message_and_keeps_metrics(tmp_path):
     assert summary["status"] == "diverged" and "trainer.h" in summary["error"] and "step" in summary["error"]
     assert len(rows(out)) >= 1 and rows(out)[0]["step"] == 0
     assert "diverged" in summary["theory/population/error"]  # a failing theory is recorded, not fatal
+
+
+def test_progress_and_warnings_reach_the_console_and_run_log(tmp_path):
+    """Without a terminal, progress lines with their ETA go to the console and run.log; a Python warning is one
+    `warning: <message>` line on stderr (without its source line) and a line in run.log."""
+    out = tmp_path / "run"
+    proc = run_app([*SMALL, "theory=[]", "callbacks.progress.fraction=0.5", "resume=true", f"hydra.run.dir={out}"])
+    progress = [line for line in proc.stdout.splitlines() if "step 30/60 (50 %)" in line]
+    assert len(progress) == 1 and "steps/s ETA" in progress[0]
+    log = (out / "run.log").read_text()
+    assert "step 60/60 (100 %)" in log
+    warnings = proc.stderr.splitlines()
+    assert any("resume=true" in line for line in warnings)
+    assert all(line.startswith("warning: ") and line[len("warning: "):] in log for line in warnings)
+
+
+def test_progress_lines_go_to_run_log_only_under_a_terminal_bar(monkeypatch, caplog):
+    from quadflow.train.callbacks import FILE_LOGGER, ProgressLog, duration
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    trainer = SimpleNamespace(step=0, steps=10**12, h=0.05, progress=True)
+    for stderr, logger in ((Terminal(), FILE_LOGGER), (io.StringIO(), "quadflow")):
+        monkeypatch.setattr(sys, "stderr", stderr)
+        progress, trainer.step = ProgressLog(interval=1e-9), 0
+        progress.on_fit_start(trainer)
+        trainer.step = 1000  # far below 5 % of the steps: the line is due to the interval
+        progress.on_evaluate(trainer, 0.0, SimpleNamespace(train_loss=0.5))
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            progress.on_step_end(trainer)
+        assert [r.name for r in caplog.records] == [logger]
+        assert "step 1000/1000000000000" in caplog.text and "train_loss=0.5" in caplog.text and "ETA" in caplog.text
+    assert (duration(45), duration(3 * 3600), duration(4.1 * 86400)) == ("45 s", "3 h", "4.1 days")
+    assert duration(1e11).endswith(" years")
+
+
+def test_help_lists_groups_keys_optimiser_arguments_and_exit_codes():
+    from quadflow.cli.job import EXIT_CODES
+
+    text = run_app(["--help"]).stdout
+    for needle in ("optim: adam, gd, momentum, rk4", "theory: dmft, longtime, population", "experiment: agreement_map",
+                   "problem.kappa", "trainer.steps", "theory.dmft.d_eff", "device=auto|cpu|cuda", "seed=INT",
+                   "resume=auto", "checkpoint.every", "tracking.wandb.mode", "+optim.momentum=0.9",
+                   "--cfg job --resolve"):
+        assert needle in text, needle
+    codes = text.split("== Exit codes ==")[1]
+    assert all(re.search(rf"(^|; ){code} ", codes, flags=re.M) for code in {*EXIT_CODES.values(), 2})
 
 
 LONG = ["problem.d=12", "problem.alpha=2", "problem.lam=0.05", "trainer.steps=10000", "record.points=200",

@@ -75,3 +75,40 @@ def test_bad_component_is_one_clear_line_before_training(override, needle, tmp_p
         Job(compose_config("problem.d=10", *SMALL, override), tmp_path)
     assert needle in str(err.value) and "\n" not in str(err.value)
     assert not (tmp_path / "metrics.jsonl").exists()
+
+
+def test_a_step_beyond_h_max_is_refused_by_the_library_and_the_app(tmp_path):
+    from quadflow import Problem, Simulation
+
+    with pytest.raises(ValueError, match=r"h must be a number in \(0, 1000\], got 1e\+300"):
+        Simulation(Problem(d=6, kappa=1, kappa_star=0.5, alpha=1), h=1e300)
+    with pytest.raises(ConfigError, match=r"trainer.h=1e\+300 is out of range: allowed \(0, 1000\]"):
+        Job(compose_config("problem.d=10", "trainer.h=1e300", *SMALL), tmp_path)
+
+
+def test_a_problem_no_setting_fits_says_so_instead_of_listing_settings(tmp_path):
+    from quadflow.runtime import InsufficientMemoryError
+
+    with pytest.raises(InsufficientMemoryError) as err:
+        Job(compose_config("problem.d=1000000000", *SMALL), tmp_path)
+    text = str(err.value)
+    assert "no setting of data, precision or GPUs brings it below" in text and "reduce problem.d about" in text
+    assert "regenerate" not in text and "e+18 GiB" in text  # 7.45e+18 GiB, not 7450580596923828224.00 GiB
+
+
+def test_a_dmft_too_long_for_any_setting_is_refused_up_front_with_the_most_steps_that_fit(tmp_path):
+    from quadflow.cli.validate import check_job_fits, validate_config
+    from quadflow.runtime import InsufficientMemoryError
+
+    cfg = compose_config("trainer.steps=1000000000000", "theory=[dmft]", "record.points=10", *SMALL)
+    with pytest.raises(InsufficientMemoryError, match=r"no theory.dmft setting brings it below .* at most "
+                                                      r"trainer.steps=\d+ with dmft here"):
+        check_job_fits(cfg)
+    assert "no theory.dmft setting" in validate_config(cfg)[0]  # a sweep's warning: that job is recorded failed
+    check_job_fits(compose_config("trainer.steps=1000000000000", "theory=[population,longtime]", *SMALL))
+
+
+def test_an_unknown_problem_key_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match=r"problem.kapa is not a key of problem \(d, kappa, "):
+        Job(compose_config("+problem.kapa=1", *SMALL), tmp_path)
+

@@ -1,7 +1,10 @@
 """Several processes of one run agree on one folder (torchrun, srun without submitit); a job pre-empted by
-its time-limit signal checkpoints, is requeued by submitit and continues where it stopped."""
+its time-limit signal checkpoints, is requeued by submitit and continues where it stopped; an interrupted run
+says which command continues it."""
 import json
 import os
+import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -52,6 +55,36 @@ def test_torchrun_without_run_dir_makes_one_folder(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     folders = _run_folders(tmp_path)
     assert len(folders) == 1 and (folders[0] / "metrics.jsonl").exists(), folders
+
+
+def test_sigterm_names_the_folder_and_the_command_that_continues_the_run(tmp_path):
+    """The interrupted run's message names its folder and the command (its overrides, ``resume=false`` left out,
+    ``hydra.run.dir``) that continues it; that command, run as printed, resumes at the step where it stopped."""
+    out = tmp_path / "run"
+    args = ["problem.d=12", "problem.alpha=2", "trainer.steps=5000", "theory=[]", "tracking.wandb.mode=disabled",
+            "tracking.plots=false", "progress=false", "device=cpu", "record.points=10", "checkpoint.every=0",
+            "resume=false"]
+    proc = subprocess.Popen([sys.executable, RUN, *args, f"hydra.run.dir={out}"], cwd=ROOT, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "metrics.jsonl").exists():
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stdout[-2000:] + stderr[-2000:]
+    step = json.loads((out / "summary.json").read_text())["steps_done"]
+    (message,) = [x for x in stderr.splitlines() if x.startswith("run interrupted:")]
+    assert f"received signal {int(signal.SIGTERM)} at step {step}; checkpointed in {out}; continue it with: " in message
+    command = shlex.split(message.split("continue it with: ", 1)[1])
+    assert command == ["python", RUN, *[a for a in args if a != "resume=false"], f"hydra.run.dir={out}"]
+    done = subprocess.run([sys.executable, *command[1:]], cwd=tmp_path, env=ENV, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert f"resuming from {out / 'checkpoint.pt'} at step {step}" in done.stdout
+    assert json.loads((out / "summary.json").read_text())["steps_done"] == 5000
+    steps = [r["step"] for r in _metrics(out)]
+    assert steps == sorted(set(steps)) and steps[0] == 0 and steps[-1] == 5000
 
 
 @pytest.mark.slow

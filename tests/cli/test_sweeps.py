@@ -7,8 +7,8 @@ import math
 import pytest
 from omegaconf import OmegaConf
 
-from quadflow.cli.sweeps import (failed_value, failure_stage, objective_value, record_failure, steps_to,
-                                 sweep_failures, sweep_points)
+from quadflow.cli.sweeps import (failed_value, failure_stage, objective_value, print_sweep_table, record_failure,
+                                 steps_to, sweep_failed, sweep_failures, sweep_points)
 from test_app import SMALL, run_app
 
 TINY = ["problem.d=12", "problem.alpha=2", "trainer.steps=20", "theory=[]", "record.points=10",
@@ -70,14 +70,16 @@ def test_a_job_failing_at_build_is_recorded_and_the_others_run(tmp_path):
 
 def test_failure_stage_from_the_files_a_job_wrote(tmp_path):
     start = 1e12  # files older than the job's start do not count (a resumed job's folder holds old ones)
-    assert failure_stage(tmp_path, 0.0) == "build"
-    (tmp_path / "config.yaml").write_text("x: 1")
-    assert failure_stage(tmp_path, 0.0) == "train" and failure_stage(tmp_path, start) == "build"
-    (tmp_path / "summary.json").write_text(json.dumps({"status": "ok", "sim/mse": 0.1}))
-    summary = record_failure(tmp_path, RuntimeError("plotting\nbroke"), 0.0)
+    job = tmp_path / "0"  # one job folder of a sweep folder that holds nothing else
+    job.mkdir()
+    assert failure_stage(job, 0.0) == "build"
+    (job / "config.yaml").write_text("x: 1")
+    assert failure_stage(job, 0.0) == "train" and failure_stage(job, start) == "build"
+    (job / "summary.json").write_text(json.dumps({"status": "ok", "sim/mse": 0.1}))
+    summary = record_failure(job, RuntimeError("plotting\nbroke"), 0.0)
     assert summary == {"status": "failed", "sim/mse": 0.1, "stage": "finish", "error": "RuntimeError: plotting broke"}
-    assert json.loads((tmp_path / "summary.json").read_text()) == summary
-    assert sweep_failures(tmp_path.parent)[0]["status"] == "failed"
+    assert json.loads((job / "summary.json").read_text()) == summary
+    assert [(r["job"], r["status"]) for r in sweep_failures(tmp_path)] == [("0", "failed")]
 
 
 def test_objective_values():
@@ -95,6 +97,18 @@ def test_objective_values():
     assert failed_value(optuna) == -math.inf and math.isnan(failed_value(None))
 
 
+def test_a_search_counts_diverged_trials_as_results_and_crashes_as_failures(capsys):
+    rows = [{"job": "0", "status": "ok"}, {"job": "1", "status": "diverged", "error": "step too large"},
+            {"job": "2", "status": "unstable", "error": "oscillates"}]
+    assert sweep_failed(rows, search=True) == 0 and sweep_failed(rows, search=False) == 2
+    crashed = [*rows, {"job": "3", "status": "failed", "stage": "train", "error": "RuntimeError: boom"}]
+    assert sweep_failed(crashed, search=True) == 1
+    print_sweep_table(rows, search=True)
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "sweep: 1/3 jobs ok, 2 diverged or unstable (results of the search, not failures)"
+    assert "job 1: diverged: step too large" in out
+
+
 def test_objective_key_out_of_range_is_refused(tmp_path):
     proc = run_app([*TINY, "objective=steps_to:sim/mse", f"hydra.run.dir={tmp_path / 'run'}"], check=False)
     assert proc.returncode == 2 and "objective='steps_to:sim/mse' is out of range" in proc.stderr
@@ -104,11 +118,13 @@ def test_objective_key_out_of_range_is_refused(tmp_path):
                     reason="hydra-optuna-sweeper not installed")
 def test_optuna_step_size_search_runs_and_returns_floats(tmp_path):
     sweep = tmp_path / "opt"
-    proc = run_app(["-m", "experiment=optuna_step_size", "hydra.sweeper.n_trials=4", "tracking.wandb.mode=disabled",
+    proc = run_app(["-m", "experiment=optuna_step_size", "hydra.sweeper.n_trials=8", "tracking.wandb.mode=disabled",
                     f"hydra.sweep.dir={sweep}"], check=False)
-    assert proc.returncode in (0, 1), proc.stderr[-2000:]  # 1: some trial diverged (recorded, not fatal)
+    assert proc.returncode == 0, proc.stderr[-2000:]  # a trial that diverged is a result of the search
     assert "Best value:" in proc.stdout
-    values = [json.loads((sweep / str(i) / "summary.json").read_text()).get("objective") for i in range(4)]
+    summaries = [json.loads((sweep / str(i) / "summary.json").read_text()) for i in range(8)]
+    assert any(s["status"] != "ok" for s in summaries)  # the sampler's 8 steps (seed 0) include too large ones
+    values = [s.get("objective") for s in summaries]
     assert all(v is None or isinstance(v, float) for v in values)  # None: a trial that diverged at build
     best = json.loads(proc.stdout.split("Best value:")[1].split("\n")[0])
     assert best == min(v for v in values if v is not None) and best < 400

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from quadflow.logging import JsonlSink, Tracker, WandbSink
-from quadflow.logging.charts import MAX_BINS, MAX_ROWS, line_series_args, num_bins, overlay_series, row_metrics, \
-    spectrum_rows
+from quadflow.logging.charts import MAX_BINS, MAX_ROWS, log_scale, num_bins, overlay_series, overlay_table, \
+    row_metrics, spectrum_rows
 from quadflow.viz.figures.data import FigureData
 
 WANDB_CLI = Path(sys.executable).with_name("wandb")
@@ -65,19 +65,41 @@ def test_overlay_series_keep_each_theory_on_its_own_points():
     assert row_metrics(rows) == ["mse", "train_loss"]
     series = overlay_series(rows, "mse")
     assert list(series) == ["simulation", "theory: longtime", "theory: dmft"]
-    args = line_series_args(series)
-    assert args["keys"] == list(series)
-    assert args["xs"][0] == [0.5 * i for i in range(6)] and args["xs"][2] == [0.0, 1.0, 2.0]
-    assert set(args["ys"][1]) == {0.2}  # the long-time constant: a flat line
+    table = overlay_table(series, "t", "mse")  # t from 0 to 2.5, mse within a decade: linear axes
+    assert table["columns"] == ["series", "t", "mse"] and (table["x"], table["y"]) == ("t", "mse")
+    by = {label: [(x, y) for lab, x, y in table["data"] if lab == label] for label in series}
+    assert [x for x, _ in by["simulation"]] == [0.5 * i for i in range(6)]
+    assert [x for x, _ in by["theory: dmft"]] == [0.0, 1.0, 2.0]
+    assert {y for _, y in by["theory: longtime"]} == {0.2}  # the long-time constant: a flat line
 
 
 def test_chart_points_drop_non_finite_average_repeats_and_fit_wandb_limits():
-    args = line_series_args({"a": [(0, 1.0), (1, float("nan")), (1, None), (2, 3.0), (2, 5.0)], "empty": [(0, None)]})
-    assert args == {"xs": [[0.0, 2.0]], "ys": [[1.0, 4.0]], "keys": ["a"]}
-    assert line_series_args({"a": [(0, None)]}) is None
-    big = line_series_args({k: [(i, float(i)) for i in range(20_000)] for k in "ab"})
-    assert sum(len(x) for x in big["xs"]) <= MAX_ROWS and big["xs"][0][-1] == 19_999.0
+    table = overlay_table({"a": [(0, 1.0), (1, float("nan")), (1, None), (2, 3.0), (2, 5.0)], "empty": [(0, None)]},
+                          "t", "y")
+    assert table["data"] == [["a", 0.0, 1.0], ["a", 2.0, 4.0]]
+    assert overlay_table({"a": [(0, None)]}, "t", "y") is None
+    big = overlay_table({k: [(i, 1.0 + i % 2) for i in range(20_000)] for k in "ab"}, "t", "y")
+    assert len(big["data"]) <= MAX_ROWS and big["x"] == "log10 t"  # t = 0 left out, last point kept
+    assert big["data"][0][1] == 0.0 and big["data"][-1][1] == pytest.approx(np.log10(19_999))
     assert num_bins(10**7) <= MAX_BINS and num_bins(3) == 8
+
+
+def test_axes_spanning_decades_are_charted_in_log10_with_named_columns():
+    """mse falls over four decades on log-spaced times: both axes in log10, t = 0 left out; rank_fraction stays
+    linear (under a decade); a metric with a negative value is never logged."""
+    t = [0.0, *np.geomspace(0.01, 100.0, 9)]
+    rows = [{"t": s, "sim/mse": 1.0 / (1 + s), "theory/dmft/mse": 1.0 / (1 + s),
+             "theory/longtime/mse": 1e-2, "sim/rank_fraction": 1.0 - 0.5 * s / 100} for s in t]
+    mse = overlay_table(overlay_series(rows, "mse"), "t", "mse")
+    assert mse["columns"] == ["series", "log10 t", "log10 mse"]
+    sim = [(x, y) for label, x, y in mse["data"] if label == "simulation"]
+    assert len(sim) == 9 and sim[0][0] == pytest.approx(-2.0) and sim[-1][0] == pytest.approx(2.0)
+    assert sim[-1][1] == pytest.approx(np.log10(1 / 101))
+    assert [y for label, _, y in mse["data"] if label == "theory: longtime"] == pytest.approx([-2.0] * 9)
+    rank = overlay_table(overlay_series(rows, "rank_fraction"), "t", "rank_fraction")
+    assert rank["columns"] == ["series", "log10 t", "rank_fraction"] and len(rank["data"]) == 9
+    assert log_scale([1e-3, 1.0]) and not log_scale([0.1, 1.0]) and not log_scale([-1e-3, 1e-3, 1.0])
+    assert log_scale([0.0, 0.01, 1.0])  # a zero (t = 0) does not prevent a log axis
 
 
 def test_spectrum_rows_are_normalised_histograms_plus_the_theory_density():
@@ -155,7 +177,7 @@ def test_offline_run_has_overlay_charts_spectrum_and_artifact(offline, monkeypat
     assert sink is not None
     tracker = Tracker(JsonlSink(out / "metrics.jsonl"), sink)
     for row in rows_with_two_theories():
-        tracker.log(row)
+        tracker.log({**row, "sim/decay": 10.0 ** (-2 * row["t"])})  # five decades over t in [0, 2.5]
     rng = np.random.default_rng(1)
     spectra = {0: rng.random(40), 10: 1.5 * rng.random(40)}
     x = np.linspace(0, 3, 30)
@@ -169,11 +191,14 @@ def test_offline_run_has_overlay_charts_spectrum_and_artifact(offline, monkeypat
 
     run = run_dir(out, sink.run_id)
     mse = table(run, "charts/mse_table")
-    assert mse["columns"] == ["step", "lineKey", "lineVal"]
-    keys = {r[1] for r in mse["data"]}
+    assert mse["columns"] == ["series", "t", "mse"]  # within a decade: linear axes
+    keys = {r[0] for r in mse["data"]}
     assert keys == {"simulation", "theory: dmft", "theory: longtime"}
-    assert sorted(r[0] for r in mse["data"] if r[1] == "theory: dmft") == [0.0, 1.0, 2.0]
-    assert {r[1] for r in table(run, "charts/train_loss_table")["data"]} == {"simulation", "theory: longtime"}
+    assert sorted(r[1] for r in mse["data"] if r[0] == "theory: dmft") == [0.0, 1.0, 2.0]
+    assert {r[0] for r in table(run, "charts/train_loss_table")["data"]} == {"simulation", "theory: longtime"}
+    decay = table(run, "charts/decay_table")
+    assert decay["columns"] == ["series", "t", "log10 decay"]
+    assert [r[2] for r in decay["data"]] == pytest.approx([-2 * r[1] for r in decay["data"]])
     spec = table(run, "spectrum/table")
     assert spec["columns"] == ["series", "t", "x", "density"]
     assert {r[0] for r in spec["data"]} == {"empirical t=0", "empirical t=1", "theory: longtime"}
@@ -187,11 +212,13 @@ def test_offline_run_has_overlay_charts_spectrum_and_artifact(offline, monkeypat
     assert sorted(c["path"] for c in files_art["manifest"]["contents"]) == ["metrics.jsonl", "spectra.npz",
                                                                             "summary.json"]
     config = [r["config"]["update"] for r in recs if r["type"] == "config"]
-    panels = {k: v["panel_config"]["panelDefId"] for c in config for k, v in c.items()
+    panels = {k[len("_wandb.visualize."):]: v["panel_config"] for c in config for k, v in c.items()
               if k.startswith("_wandb.visualize.")}
-    assert panels == {"_wandb.visualize.charts/mse": "wandb/lineseries/v0",
-                      "_wandb.visualize.charts/train_loss": "wandb/lineseries/v0",
-                      "_wandb.visualize.charts/spectrum": "wandb/line/v0"}
+    assert set(panels) == {"charts/mse", "charts/train_loss", "charts/decay", "charts/spectrum"}
+    assert {p["panelDefId"] for p in panels.values()} == {"wandb/line/v0"}  # a built-in preset: renders anywhere
+    # the preset labels its axes with the field's column
+    assert panels["charts/decay"]["fieldSettings"] == {"x": "t", "y": "log10 decay", "stroke": "series"}
+    assert panels["charts/decay"]["stringSettings"] == {"title": "log10 decay against t"}
 
 
 def test_config_project_and_mode_win_over_the_environment_and_resume_logs_charts_again(offline, monkeypatch):
@@ -231,6 +258,6 @@ def test_figure_run_logs_its_tables_as_charts_with_job_type_figure(offline):
     run_id = log_figure(data, png, out_dir=offline)
     run = run_dir(offline, run_id)
     chart = table(run, "charts/sim/mse_table")
-    assert {r[1] for r in chart["data"]} == {"sim_mse", "dmft_mse"}
+    assert {r[0] for r in chart["data"]} == {"sim_mse", "dmft_mse"}
     (info,) = [r["run"] for r in records(run, run_id) if r["type"] == "run"]
     assert info["job_type"] == "figure" and info["project"] == "quadflow"

@@ -123,3 +123,63 @@ def test_goe_design_moments():
     # 10800 samples: relative standard error of a variance ~ 1.4 %
     assert float(off.var()) == pytest.approx(1.0, rel=0.07)
     assert float(diag.var()) == pytest.approx(2.0, rel=0.07)
+
+
+def _second_layer_objective(d=5, kappa=0.8, alpha=2.0, lam=0.1, seed=0):
+    from quadflow.models import SecondLayerQuadratic
+
+    p = Problem(d=d, kappa=kappa, kappa_star=0.6, alpha=alpha, lam=lam)
+    seeds = Seeds.from_master(seed)
+    _, data, _ = _dataset(p, "gaussian", seed)
+    net = SecondLayerQuadratic(d=p.d, m=p.m, seed=seeds.init, dtype=torch.float64)
+    with torch.no_grad():
+        net.a.mul_(torch.linspace(0.5, 1.5, p.m, dtype=torch.float64))  # away from a = 1
+    return p, data, net, EmpiricalObjective(data, lam=p.lam, m=p.m)
+
+
+def test_sharpness_is_the_top_eigenvalue_of_the_dense_hessian():
+    """Power iteration on Hessian-vector products against the dense Hessian of m d train_loss + lam |theta|^2."""
+    p, data, net, objective = _second_layer_objective()
+    shapes = [q.shape for q in net.parameters()]
+    sizes = [q.numel() for q in net.parameters()]
+
+    def loss(flat):
+        w, a = (x.reshape(s) for x, s in zip(torch.split(flat, sizes), shapes))
+        h = data.inputs @ w.T
+        f = ((h * h - (w * w).sum(1)) @ a) / (p.m * math.sqrt(p.d))
+        return (objective.scale / (4 * p.n)) * ((data.y - f) ** 2).sum() + p.lam * (flat * flat).sum()
+
+    flat = torch.cat([q.detach().reshape(-1) for q in net.parameters()])
+    dense = torch.autograd.functional.hessian(loss, flat)
+    top = float(torch.linalg.eigvalsh(dense).abs().max())
+    value, vector = objective.sharpness(net, iterations=500)
+    assert value == pytest.approx(top, rel=1e-6)
+    assert [v.shape for v in vector] == shapes
+    warm, _ = objective.sharpness(net, start=vector, iterations=3)  # from the converged vector
+    assert warm == pytest.approx(top, rel=1e-6)
+
+
+def test_loss_scale_scales_value_and_gradient_not_the_losses():
+    p, data, net, objective = _second_layer_objective()
+    results = []
+    for scale in (1.0, 0.25):
+        objective.loss_scale = scale
+        net.zero_grad()
+        loss, stats = objective(net)
+        loss.backward()
+        results.append((float(loss.detach()), stats, [q.grad.clone() for q in net.parameters()]))
+    (l1, s1, g1), (l2, s2, g2) = results
+    assert l2 == 0.25 * l1 and s2 == s1
+    for a, b in zip(g1, g2):
+        assert torch.equal(b, 0.25 * a)
+
+
+def test_limit_step_lowers_the_scale_to_the_margin_and_never_raises_it():
+    from quadflow.models.objective import STEP_MARGIN
+
+    p, data, net, objective = _second_layer_objective()
+    top, _ = objective.sharpness(net)
+    objective.limit_step(net, h=4 * STEP_MARGIN / top)
+    assert objective.loss_scale == pytest.approx(0.25)
+    objective.limit_step(net, h=0.5 * STEP_MARGIN / top)  # a smaller step would allow 1: the scale stays
+    assert objective.loss_scale == pytest.approx(0.25)

@@ -155,12 +155,13 @@ def test_oscillating_gd_is_flagged():
     """At small alpha, h = 0.05 makes GD oscillate without diverging (measured: the objective
     rose at ~half of 600 steps at d = 40); h = 0.02 descends at every step."""
     p = Problem(d=24, kappa=1.0, kappa_star=0.2, alpha=0.3, lam=0.01)
-    with pytest.warns(RuntimeWarning, match="not descending"):
+    with pytest.warns(RuntimeWarning, match="training unstable: the objective rose"):
         bad = Simulation(p, h=0.05, precision="fp64")
         bad.run(400, record_steps=[400])
     good = Simulation(p, h=0.02, precision="fp64")
     good.run(400, record_steps=[400])
     assert bad.guard.ascents > 20 and good.guard.ascents == 0
+    assert "oscillates" in bad.guard.unstable and good.guard.unstable is None
 
 
 def test_momentum_with_zero_beta_is_gd():

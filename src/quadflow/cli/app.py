@@ -27,14 +27,24 @@ def sweep_folder(sweep_dir: str) -> str:
     return "_".join(parts)
 
 
+def run_name(overrides: str, job_num: int | None = None) -> str:
+    """W&B name of a job: its command-line overrides (Hydra's ``override_dirname``, e.g.
+    ``problem.alpha=2,trainer.h=0.1``), ``default`` for a job without any; ``<job_num>:`` before it under -m."""
+    name = overrides or "default"
+    return name if job_num is None else f"{job_num}:{name}"
+
+
 def run_hydra_job(cfg, hydra_cfg) -> dict:
-    """:func:`quadflow.cli.job.run_job` in the Hydra output folder; W&B group = experiment name or sweep folder."""
+    """:func:`quadflow.cli.job.run_job` in the Hydra output folder; W&B group = experiment name or sweep folder,
+    W&B name = :func:`run_name`; a job that does not finish ok has the objective :func:`failed_value` of the
+    sweeper."""
     from hydra.types import RunMode
+
+    from quadflow.cli.sweeps import failed_value
 
     out_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     group = wandb_group(hydra_cfg.runtime.choices.get("experiment"), sweep_folder(hydra_cfg.sweep.dir) if multirun else None)
-    name = hydra_cfg.job.override_dirname or out_dir.name
-    if multirun:
-        name = f"{hydra_cfg.job.num}:{name}"
-    return run_job(cfg, out_dir, wandb_group=group, job_name=name)
+    name = run_name(hydra_cfg.job.override_dirname, hydra_cfg.job.num if multirun else None)
+    return run_job(cfg, out_dir, wandb_group=group, job_name=name,
+                   failed_objective=failed_value(hydra_cfg.sweeper if multirun else None))

@@ -6,6 +6,8 @@ dataset is allocated.
 """
 from __future__ import annotations
 
+from dataclasses import fields
+
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
@@ -32,8 +34,12 @@ def build(node, key: str, **kwargs):
 
 def build_problem(cfg) -> Problem:
     """``Problem`` from ``cfg.problem``, errors prefixed with the config group."""
+    values = OmegaConf.to_container(cfg.problem)
+    unknown = sorted(set(values) - {f.name for f in fields(Problem)})
+    if unknown:
+        raise ConfigError(f"problem.{unknown[0]} is not a key of problem ({', '.join(f.name for f in fields(Problem))})")
     try:
-        return Problem(**OmegaConf.to_container(cfg.problem))
+        return Problem(**values)
     except ValueError as err:
         raise ConfigError(f"problem.{err}") from None
 

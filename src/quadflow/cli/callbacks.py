@@ -9,7 +9,7 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 
 from quadflow.cli.app import sweep_folder, wandb_group
-from quadflow.cli.sweeps import check_sweep, print_sweep_table, sweep_failures
+from quadflow.cli.sweeps import check_sweep, print_sweep_table, searches, sweep_failed, sweep_failures
 from quadflow.io import atomic_write_text, dumps
 
 EXIT_CONFIG_ERROR = 2  # a value out of range (scripts/run.py exits with it too)
@@ -45,11 +45,13 @@ class SweepSummary(Callback):
 
     At the end (``on_multirun_end``) ``sweep_summary.json`` is written, the failed jobs and why are
     printed, the experiment's figure (``figure: <name>`` in the preset) is drawn, and the number of jobs
-    that did not finish ok is kept in :attr:`failed` (scripts/run.py exits with 1 when it is not 0: Hydra
-    returns nothing to the shell). A single run draws its figure too.
+    that failed is kept in :attr:`failed` (scripts/run.py exits with 1 when it is not 0: Hydra returns
+    nothing to the shell). Under a sweeper that searches an objective (Optuna), a trial that diverged or
+    was unstable is a result, counted on the summary line, not a failure
+    (:func:`quadflow.cli.sweeps.sweep_failed`). A single run draws its figure too.
     """
 
-    failed: int | None = None  # jobs of the last multirun of this process that did not finish ok
+    failed: int | None = None  # jobs of the last multirun of this process that failed
 
     def on_multirun_start(self, config, **kwargs) -> None:
         SweepSummary.failed = None
@@ -68,8 +70,9 @@ class SweepSummary(Callback):
             return
         rows = sweep_failures(sweep_dir)
         atomic_write_text(sweep_dir / "sweep_summary.json", dumps(rows, indent=2))
-        print_sweep_table(rows)
-        SweepSummary.failed = sum(r["status"] != "ok" for r in rows)
+        search = searches(config.hydra.sweeper)
+        print_sweep_table(rows, search)
+        SweepSummary.failed = sweep_failed(rows, search)
         make_configured_figure(config, sweep_dir, multirun=True)
 
     def on_run_end(self, config, **kwargs) -> None:

@@ -6,11 +6,15 @@ Files in the job's output folder (docs/architecture.md): ``config.yaml``,
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
+import math
 import platform
+import shlex
 import shutil
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -21,15 +25,19 @@ from omegaconf import DictConfig, OmegaConf
 
 import quadflow
 from quadflow.cli.build import ConfigError, build, build_callbacks, build_problem, build_simulation, build_theories
+from quadflow.cli.console import WARNINGS_LOGGER
 from quadflow.cli.schema import check_config
+from quadflow.cli.sweeps import objective_value
 from quadflow.io import atomic_write_text, dumps
 from quadflow.logging import JsonlSink, Tracker
+from quadflow.models import uses_analytic_gradient
 from quadflow.runtime import cpu_threads, init_from_env, resolve_device, world
 from quadflow.runtime.distributed import shared_path
 from quadflow.theory.predictions import Prediction, RunInfo
 from quadflow.train import METRICS, DivergenceError, SignalStop, load_checkpoint, record_schedule, spectrum_schedule
+from quadflow.train.callbacks import CheckpointError
 
-EXIT_CODES = {"ok": 0, "diverged": 1, "failed": 1, "interrupted": 143}
+EXIT_CODES = {"ok": 0, "diverged": 1, "failed": 1, "unstable": 3, "interrupted": 143}
 SIM_KEYS = ("problem", "trainer", "optim", "student", "teacher", "data", "seed", "precision", "record")
 log = logging.getLogger("quadflow")
 
@@ -72,6 +80,40 @@ def final_gaps(last: dict) -> dict:
     return gaps
 
 
+def map_leaves(value, convert):
+    """``value`` with ``convert`` applied to everything in it that is not a dict, list or tuple (nested too)."""
+    if isinstance(value, dict):
+        return {k: map_leaves(v, convert) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(map_leaves(v, convert) for v in value)
+    return convert(value)
+
+
+def as_plain(value):
+    """A numpy array as a tensor, a numpy scalar as a Python number (what a weights-only checkpoint holds)."""
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value)
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def as_numpy(value):
+    """A tensor as a numpy array (the inverse of :func:`as_plain` for arrays)."""
+    return value.numpy() if isinstance(value, torch.Tensor) else value
+
+
+def resume_hint(out: Path, world_size: int) -> str:
+    """How to continue the run in ``out``: the shell command with its Hydra overrides (``.hydra/overrides.yaml``;
+    any ``resume=`` left out, so that the default ``auto`` applies) and ``hydra.run.dir=<out>``."""
+    file = out / ".hydra" / "overrides.yaml"
+    if not file.exists():  # not started by the Hydra app
+        return f"continue it by running the same overrides with hydra.run.dir={out}"
+    overrides = [o for o in OmegaConf.to_container(OmegaConf.load(file))
+                 if o.lstrip("+~").split("=", 1)[0] != "resume"]
+    launcher = f"torchrun --nproc_per_node={world_size}" if world_size > 1 else "python"
+    return "continue it with: " + " ".join([launcher, shlex.quote(sys.argv[0]), *map(shlex.quote, overrides),
+                                           shlex.quote(f"hydra.run.dir={out}")])
+
+
 class Job:
     """A configured run in ``out_dir``: :meth:`run` fits, computes the theories and writes every file.
 
@@ -79,8 +121,10 @@ class Job:
     failures during the run (divergence, a crash, a signal) are recorded in the summary.
     """
 
-    def __init__(self, cfg: DictConfig, out_dir: Path, *, wandb_group: str | None = None, job_name: str | None = None):
+    def __init__(self, cfg: DictConfig, out_dir: Path, *, wandb_group: str | None = None, job_name: str | None = None,
+                 failed_objective: float = math.nan):
         self.start, self.cfg, self.out = time.time(), cfg, Path(out_dir)
+        self.failed_objective = failed_objective  # the objective of a job that did not finish ok
         self.wandb_group, self.job_name = wandb_group, job_name or self.out.name
         try:
             check_config(cfg)
@@ -92,6 +136,9 @@ class Job:
             torch.set_num_threads(cpu_threads(cfg.cpu_threads, self.problem.d))
         init_from_env(device)
         self.is_main = world()[0] == 0  # under torchrun only rank 0 writes files and logs
+        if not self.is_main:  # rank 0 logs and warns for the run (the ranks compute the same things)
+            log.setLevel(logging.WARNING)
+            logging.getLogger(WARNINGS_LOGGER).setLevel(logging.ERROR)
         self.out = self._shared_folder(self.out)
         callbacks = build_callbacks(cfg)
         self.signals = next((cb for cb in callbacks if isinstance(cb, SignalStop)), None)
@@ -107,6 +154,7 @@ class Job:
         self.theory_cache: dict = {}
         self.predictions: dict[str, Prediction] = {}
         self.tracker: Tracker | None = None
+        self.earlier_wall_time = 0.0  # seconds of the runs this one resumes, up to their last checkpoint
 
     def _shared_folder(self, own: Path) -> Path:
         """Rank 0's folder for every rank; the folder Hydra made for another rank is removed when it holds
@@ -118,42 +166,68 @@ class Job:
 
     # -- state ------------------------------------------------------------------------------------------
     def state(self) -> dict:
-        """Everything a resume needs (written by the checkpointer on rank 0)."""
+        """Everything a resume needs, as tensors and plain Python values (a weights-only checkpoint, written by
+        the checkpointer on rank 0): the simulation, the spectra (step -> eigenvalues), the theory cache
+        (name -> (config hash, the Prediction's fields)), the W&B run id and the wall time so far (s)."""
         wb = self.tracker.wandb if self.tracker else None
         return {"key": self.sim_key, "config": config_values(self.cfg, *SIM_KEYS),
-                "simulation": self.sim.state_dict(), "spectra": self.spectra, "theory": self.theory_cache,
-                "wandb_id": wb.run_id if wb else None, "interrupted": self.interrupted()}
+                "simulation": self.sim.state_dict(), "spectra": map_leaves(self.spectra, as_plain),
+                "theory": {name: (key, map_leaves(dataclasses.asdict(prediction), as_plain))
+                           for name, (key, prediction) in self.theory_cache.items()},
+                "wandb_id": wb.run_id if wb else None, "wall_time_s": self.wall_time()}
+
+    def wall_time(self) -> float:
+        """Seconds of this run and of the runs it resumes (each up to its last checkpoint)."""
+        return self.earlier_wall_time + time.time() - self.start
 
     def save(self) -> None:
-        if self.is_main:
-            self.checkpointer.save()
+        self.checkpointer.save()
 
     def restore(self) -> dict | None:
         """Load the checkpoint in the run's folder (None when starting afresh).
 
-        ``resume=true`` continues whatever checkpoint is there; ``auto`` (the default) continues one
-        whose run was stopped by a signal (a pre-emption, a SLURM time limit, Ctrl-C), so a requeued
-        job goes on where it stopped; ``false`` starts over. A checkpoint written with other values of
-        the keys that determine the trajectory is refused, naming them.
+        ``auto`` (the default) and ``true`` continue a checkpoint written with the same values of the keys
+        that determine the trajectory, however its run ended: stopped by a signal, killed (SIGKILL from the
+        OOM killer, a failed node or SLURM's hard kill), crashed or finished. A checkpoint written with other
+        values is refused, naming them, and so is one that holds more than tensors and plain values: the
+        folder is left as it is. ``false`` starts over and replaces the folder's files. Theories that failed
+        are computed again.
         """
         mode = str(self.cfg.resume).lower()
         path = self.out / "checkpoint.pt"
-        state = load_checkpoint(path) if mode in ("true", "auto") else None
+        if mode == "false":
+            return None
+        try:
+            state = load_checkpoint(path)
+        except CheckpointError as err:
+            raise ConfigError(str(err)) from None
         if state is None:
             if mode == "true":
                 warnings.warn(f"resume=true but no checkpoint in {self.out}: starting from step 0", RuntimeWarning)
-            return None
-        if mode == "auto" and not state.get("interrupted"):
+            elif (self.out / "metrics.jsonl").exists():
+                warnings.warn(f"no checkpoint in {self.out}: starting from step 0 and replacing its metrics.jsonl",
+                              RuntimeWarning)
             return None
         if state.get("key") != self.sim_key:
             diff = changed_keys(state.get("config", {}), config_values(self.cfg, *SIM_KEYS))
             raise ConfigError(f"{path} was written by a run with a different configuration ("
-                              + (", ".join(diff) or "older format") + "); resume with the same overrides, "
-                              "or use a new hydra.run.dir")
+                              + (", ".join(diff) or "older format") + "); continue it with its own overrides, "
+                              "start over in this folder with resume=false, or use a new hydra.run.dir")
         log.info(f"resuming from {path} at step {state['simulation']['trainer']['step']}")
         self.sim.load_state_dict(state["simulation"])
-        self.spectra, self.theory_cache = dict(state["spectra"]), dict(state["theory"])
+        self.spectra = map_leaves(state["spectra"], as_numpy)
+        self.theory_cache = {name: (key, Prediction(**map_leaves(fields, as_numpy)))
+                             for name, (key, fields) in state["theory"].items() if "error" not in fields["summary"]}
+        self.earlier_wall_time = state.get("wall_time_s", 0.0)
         return state
+
+    def completed(self, state: dict | None) -> dict | None:
+        """The summary of the finished run (status ok, every step done) that ``state`` continues; else None."""
+        file, steps = self.out / "summary.json", self.cfg.trainer.steps
+        if state is None or self.sim.step < steps or not file.exists():
+            return None
+        summary = json.loads(file.read_text())
+        return summary if summary.get("status") == "ok" and summary.get("steps_done") == steps else None
 
     # -- tracking ---------------------------------------------------------------------------------------
     def open_tracker(self, state: dict | None) -> None:
@@ -170,6 +244,26 @@ class Job:
                        config=OmegaConf.to_container(self.cfg, resolve=True), out_dir=self.out,
                        run_id=state.get("wandb_id") if state else None)
         self.tracker = Tracker(jsonl, wb)
+        if wb is not None and state is not None and wb.offline:
+            self.replay_offline(wb)
+
+    def replay_offline(self, wb) -> None:
+        """Log the kept rows and spectra again into a resumed offline W&B run, in the order they were first
+        logged, then remove the run's earlier offline segments: the new segment holds the whole history, with
+        ``_step`` numbered as before and continuing, so that syncing cannot replace it with a shorter one. A
+        failure is one warning (the local files are unaffected)."""
+        rows = {r["step"]: r for r in self.tracker.rows}
+        try:
+            for step in sorted(set(rows) | {s for s in self.spectra if s < self.sim.step}):
+                if step in self.spectra:
+                    wb.log_spectrum("sim/spectrum", step * self.sim.h, self.spectra[step])
+                if step in rows:
+                    wb.log(rows[step])
+            for folder in wb.remove_earlier_segments():
+                log.info(f"W&B: {folder} is replaced by {wb.segment}, which holds its history")
+        except Exception as err:
+            warnings.warn(f"W&B could not log the history before step {self.sim.step} again ({type(err).__name__}: "
+                          f"{err}); its earlier offline folders are kept beside {wb.segment}", RuntimeWarning)
 
     def on_record(self, rec: dict) -> None:
         if "spectrum" in rec:
@@ -189,6 +283,7 @@ class Job:
         return RunInfo(problem=self.problem, h=sim.h, steps=cfg.trainer.steps, schedule=self.schedule,
                        spectrum_steps=self.spectrum_steps, seeds=sim.seeds, s_star=sim.s_star,
                        make_optimizer=sim.make_optimizer, optimizer_name=type(sim.optimizer).__name__,
+                       batch_size=cfg.trainer.batch_size,
                        noisy_test=sim.spec.noisy_test, device=cfg.device, progress=cfg.progress)
 
     def compute_theories(self) -> None:
@@ -218,13 +313,18 @@ class Job:
                 self.signals.on_fit_start(self.sim.trainer)  # a signal during the theory stops the run too
             self.compute_theories()
             if not self.interrupted():
-                self.sim.run(self.cfg.trainer.steps, self.schedule, self.spectrum_steps, on_record=self.on_record)
+                with warnings.catch_warnings():  # an unstable run says so in its status and error instead
+                    warnings.filterwarnings("ignore", message="training unstable", category=RuntimeWarning)
+                    self.sim.run(self.cfg.trainer.steps, self.schedule, self.spectrum_steps, on_record=self.on_record)
             if self.interrupted():
                 return "interrupted", (f"received signal {self.signals.received} at step {self.sim.step}; "
-                                       "resume with resume=true")
+                                       f"checkpointed in {self.out}; {resume_hint(self.out, world()[1])}")
             failed = [f"theory {n} failed: {p.summary['error']}" for n, p in self.predictions.items()
                       if "error" in p.summary]
-            return ("failed", "; ".join(failed)) if failed else ("ok", None)
+            unstable = self.sim.guard.unstable
+            if failed:
+                return "failed", "; ".join(failed + ([f"training unstable: {unstable}"] if unstable else []))
+            return ("unstable", unstable) if unstable else ("ok", None)
         except DivergenceError as err:
             return "diverged", str(err)
         except Exception as err:  # recorded in the summary so that a sweep goes on
@@ -241,10 +341,16 @@ class Job:
     def run(self) -> dict:
         """Restore, fit, finish; a pre-emption signal is then handed on (submitit requeues the job)."""
         state = self.restore()
+        done = self.completed(state)
+        if done is not None:
+            log.info(f"the run in {self.out} is complete (status ok, {done['steps_done']} steps): nothing to do")
+            return done
         self.open_tracker(state)
+        route = f" route={self.sim.route}" if uses_analytic_gradient(self.sim.student) else ""
         log.info(f"{self.problem} | {type(self.sim.student).__name__} | {type(self.sim.optimizer).__name__} "
-                 f"h={self.sim.h:g} steps={self.cfg.trainer.steps} | {self.sim.device} {self.cfg.precision} "
-                 f"route={self.sim.route} | theories: {', '.join(self.theories) or 'none'} | {self.out}")
+                 f"h={self.sim.h:g} steps={self.cfg.trainer.steps} | {self.sim.device} {self.cfg.precision}"
+                 f"{route} | theories: {', '.join(self.theories) or 'none'} | {self.out}")
+        log.info(f"if this run is killed, {resume_hint(self.out, world()[1])}")
         status, error = self.fit()
         summary = self.finish(status, error)
         log.info(one_line_report(summary, self.out))
@@ -260,6 +366,8 @@ class Job:
         if self.spectra and self.is_main:
             np.savez(self.out / "spectra.npz", **{f"step_{k}": v for k, v in sorted(self.spectra.items())})
         summary = self.summary(status, error)
+        summary.update(objective=objective_value(summary, self.cfg.objective, self.tracker.rows, self.failed_objective),
+                       objective_key=self.cfg.objective)  # before summary.json goes into the W&B artifact
         if self.is_main:
             atomic_write_text(self.out / "summary.json", dumps(summary, indent=2))
         self.tracker.log_overlays()
@@ -276,13 +384,13 @@ class Job:
         wb = self.tracker.wandb
         return {
             "status": status, "error": error, "steps_done": sim.step, "steps": self.cfg.trainer.steps,
-            "objective_increases": sim.guard.ascents, "t": sim.step * sim.h,
+            "objective_increases": sim.guard.ascents, "loss_scale": sim.objective.loss_scale, "t": sim.step * sim.h,
             **{k: v for k, v in last.items() if k not in ("t", "step")}, **final_gaps(last),
             **{f"theory/{n}/{k}": v for n, p in self.predictions.items() for k, v in p.summary.items()},
             "problem": self.problem.to_dict(), "student": type(sim.student).__name__,
             "optimizer": type(sim.optimizer).__name__, "device": str(sim.device), "world_size": world()[1],
-            "precision": self.cfg.precision, "route": sim.route, "memory_bytes": sim.memory,
-            "wall_time_s": time.time() - self.start, "versions": _versions(),
+            "precision": self.cfg.precision, "route": sim.route if uses_analytic_gradient(sim.student) else None, "memory_bytes": sim.memory,
+            "wall_time_s": self.wall_time(), "versions": _versions(),
             "metrics_file_error": self.tracker.jsonl.failed,
             "wandb": {"id": wb.run_id, "dir": str(self.out / "wandb")} if wb else None,
         }
@@ -298,13 +406,16 @@ class Job:
         paths = []
         try:
             if self.tracker.rows:
-                paths.append(plot_curves(self.tracker.rows, plot_dir / "curves.png", title))
+                paths.append(plot_curves(self.tracker.rows, plot_dir / "curves.png", title,
+                                         [n for n, pr in self.predictions.items() if pr.summary.get("valid") is False]))
             if self.spectra:
                 step = max(self.spectra)
                 lt = self.predictions.get("longtime")
                 paths.append(plot_spectrum(self.spectra[step], plot_dir / "spectrum.png", step * sim.h,
                                            lt.density if lt is not None else None,
-                                           lt.summary.get("atom") if lt is not None else None, title))
+                                           lt.summary.get("atom") if lt is not None else None, title,
+                                           zero_tol=self.cfg.record.rank_tol,
+                                           flagged=lt is not None and lt.summary.get("valid") is False))
         except Exception as err:  # a plot must not lose the run's results
             warnings.warn(f"plotting failed: {err}", RuntimeWarning)
         return paths
@@ -315,9 +426,11 @@ def _versions() -> dict:
             "python": platform.python_version()}
 
 
-def run_job(cfg: DictConfig, out_dir: Path, *, wandb_group: str | None = None, job_name: str | None = None) -> dict:
-    """Build, fit, finish one configured job in ``out_dir``; returns the summary (also in summary.json)."""
-    return Job(cfg, out_dir, wandb_group=wandb_group, job_name=job_name).run()
+def run_job(cfg: DictConfig, out_dir: Path, *, wandb_group: str | None = None, job_name: str | None = None,
+            failed_objective: float = math.nan) -> dict:
+    """Build, fit, finish one configured job in ``out_dir``; returns the summary (also in summary.json), with
+    ``objective`` (the value of ``cfg.objective``, ``failed_objective`` when the job did not finish ok)."""
+    return Job(cfg, out_dir, wandb_group=wandb_group, job_name=job_name, failed_objective=failed_objective).run()
 
 
 def one_line_report(summary: dict, out_dir) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
+from quadflow.problem import H_MAX
 from quadflow.train.metrics import RANK_TOL
 
 
@@ -86,8 +87,12 @@ def _is_number(text: str) -> bool:
 def check_config(cfg) -> None:
     """Range checks of the plain (non-component) keys, naming key, value and allowed range.
 
-    Model parameters are checked by :class:`quadflow.Problem`, components by their constructors.
+    Model parameters are checked by :class:`quadflow.Problem`, components by their constructors; the step
+    ``trainer.h`` here too, for its upper bound (:data:`quadflow.problem.H_MAX`).
     """
+    h = cfg.trainer.h
+    _require(isinstance(h, (int, float)) and 0 < h <= H_MAX, "trainer.h", h,
+             f"(0, {H_MAX:g}] (GD is stable only below about h = 1/(2 lambda_max(S)), under 1 here)")
     _require(cfg.record.points >= 2, "record.points", cfg.record.points, ">= 2")
     if cfg.record.every is not None:
         _require(cfg.record.every >= 1, "record.every", cfg.record.every, ">= 1 or null")

@@ -6,7 +6,6 @@ import copy
 import itertools
 import json
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from quadflow.cli.schema import STEPS_TO
 from quadflow.io import atomic_write_text, dumps
 
 LOCAL_LAUNCHERS = ("BasicLauncher", "JoblibLauncher")  # jobs run on this machine: its device and memory count
+SEARCH_RESULTS = ("diverged", "unstable")  # statuses that are results of a search's trial, not failures
 
 
 # -- the sweep's points, checked up front -------------------------------------------------------------------
@@ -54,7 +54,7 @@ def sweep_points(config) -> list[Point]:
             values[key] = [f"{key}={v}" for v in (o.value().start, o.value().end)]
         else:
             raise ValueError(f"sweep {o.input_line!r} is neither a list, a range nor an interval")
-    basic = str(config.hydra.sweeper.get("_target_", "")).endswith("BasicSweeper") and not searched
+    basic = not searches(config.hydra.sweeper) and not searched
     swept = {k for k, v in values.items() if len(v) > 1}
     keys = list(values)
     return [Point(i if basic else None, list(job), [o for k, o in zip(keys, job) if k in swept])
@@ -224,10 +224,24 @@ def sweep_failures(sweep_dir: Path) -> list[dict]:
     return sorted(rows, key=lambda r: (r["status"] == "ok", int(r["job"]) if r["job"].isdigit() else 0, r["job"]))
 
 
-def print_sweep_table(rows: list[dict], file=sys.stdout) -> None:
+def searches(sweeper) -> bool:
+    """Whether ``sweeper`` (``hydra.sweeper``) optimises an objective (Optuna, ...) rather than listing its jobs."""
+    return not str(sweeper.get("_target_", "")).endswith("BasicSweeper")
+
+
+def sweep_failed(rows: list[dict], search: bool) -> int:
+    """The jobs that failed: every job not ok, except, in a ``search``, those that diverged or were unstable (a
+    step size the search tried is too large: a result of the search, told to it as the worst objective)."""
+    return sum(r["status"] != "ok" and not (search and r["status"] in SEARCH_RESULTS) for r in rows)
+
+
+def print_sweep_table(rows: list[dict], search: bool = False, file=None) -> None:
+    """``sweep: 13/16 jobs ok``, the diverged or unstable trials of a ``search`` counted on that line, then one
+    line per failed job (a search's diverged and unstable trials included, as results)."""
     failed = [r for r in rows if r["status"] != "ok"]
-    print(f"sweep: {len(rows) - len(failed)}/{len(rows)} jobs ok", file=file)
+    results = len(failed) - sweep_failed(rows, search)
+    note = f", {results} diverged or unstable (results of the search, not failures)" if results else ""
+    print(f"sweep: {len(rows) - len(failed)}/{len(rows)} jobs ok{note}", file=file)
     for r in failed:
         stage = f" ({r['stage']})" if r.get("stage") else ""
         print(f"  job {r['job']}: {r['status']}{stage}: {r['error']}", file=file)
-

@@ -3,7 +3,7 @@
 :func:`validate_config` builds what a :class:`quadflow.cli.job.Job` builds before its first
 allocation (the problem, the trainer and its callbacks, the optimiser on a one-number parameter,
 the student and teacher factories, the data spec, the theories, the checkpointer, the W&B
-factory) and checks the batch size, the route and the memory need, all in a few milliseconds
+factory) and checks the batch size, the route and the memory need (the dataset's and the DMFT's), all in a few milliseconds
 and without touching the dataset. A value out of range raises the same one-line
 :class:`ConfigError` the job would raise.
 
@@ -14,13 +14,16 @@ and the memory are not checked at all, since the launching host is not the one t
 """
 from __future__ import annotations
 
+import inspect
+
 import torch
 from omegaconf import OmegaConf
 
 from quadflow.cli.build import ConfigError, build, build_callbacks, build_problem, build_theories
 from quadflow.cli.schema import check_config
 from quadflow.models.objective import choose_route
-from quadflow.runtime import InsufficientMemoryError, check_fits, estimate_bytes, resolve_device, resolve_precision
+from quadflow.runtime import (InsufficientMemoryError, available_bytes, check_fits, estimate_bytes, require_bytes,
+                              resolve_device, resolve_precision)
 from quadflow.train import record_schedule
 from quadflow.train.batches import check_batch_size
 
@@ -43,7 +46,7 @@ def validate_config(cfg, *, local: bool = True) -> list[str]:
     build(cfg.student, "student")
     build(cfg.teacher, "teacher")
     spec = build(cfg.data, "data")
-    build_theories(cfg)
+    theories = build_theories(cfg)
     build(cfg.checkpoint, "checkpoint")
     if cfg.tracking.get("wandb") is not None:
         build(cfg.tracking.wandb, "tracking.wandb")
@@ -62,9 +65,57 @@ def validate_config(cfg, *, local: bool = True) -> list[str]:
                           chunk_rows=spec.rows_per_chunk(problem, device.type))
     try:
         check_fits(need, device, design=spec.design)
+        check_theories_fit(theories, trainer.steps, device)
     except InsufficientMemoryError as err:
         return [str(err)]
     return []
+
+
+def check_job_fits(cfg) -> None:
+    """:func:`check_theories_fit` for a job about to run here; a bad value is left to the job's own checks."""
+    try:
+        theories, device = build_theories(cfg), resolve_device(cfg.device)
+    except ValueError:
+        return
+    check_theories_fit(theories, cfg.trainer.steps, device)
+
+
+def check_theories_fit(theories: dict, steps: int, device: torch.device) -> None:
+    """Raise :class:`InsufficientMemoryError` when the DMFT among ``theories`` (``{name: component}``) would not fit
+    on ``device`` at ``steps`` steps (:func:`quadflow.theory.dmft.solver.memory_bytes`, with solve_dmft's
+    precision and tangent channels). Its (steps+1)^2 kernels need memory whatever its settings: when even the
+    smallest settings do not fit, the message gives the most steps that do."""
+    from quadflow.theory.dmft.solver import MIN_D_EFF, memory_bytes, solve_dmft
+    from quadflow.theory.predictions import DMFT
+
+    dmft = next((t for t in theories.values() if isinstance(t, DMFT)), None)
+    if dmft is None:
+        return
+    channels = inspect.signature(solve_dmft).parameters["channels"].default
+    usable = 0.9 * available_bytes(device)  # require_bytes's margin
+    need = memory_bytes(steps, dmft.d_eff, dmft.samples, channels)
+    if need <= usable:
+        return
+    least = lambda t: memory_bytes(t, MIN_D_EFF, 1, 1)  # noqa: E731
+    if least(steps) > usable:
+        raise InsufficientMemoryError(
+            f"theory dmft at trainer.steps={steps} needs about {need / 2**30:.3g} GiB on {device} but only "
+            f"{usable / 0.9 / 2**30:.3g} GiB is free, and no theory.dmft setting brings it below "
+            f"{least(steps) / 2**30:.3g} GiB (its (steps+1)^2 kernels): at most trainer.steps="
+            f"{_largest(lambda t: least(t) <= usable, steps)} with dmft here, or leave it out "
+            "(theory=[population,longtime])")
+    require_bytes(need, device, f"theory dmft at trainer.steps={steps} (d_eff={dmft.d_eff}, samples={dmft.samples})",
+                  ["a smaller theory.dmft.d_eff or theory.dmft.samples", "fewer trainer.steps",
+                   "no dmft in theory=[...]"])
+
+
+def _largest(fits, high: int) -> int:
+    """The largest integer ``t`` in ``[0, high]`` with ``fits(t)`` (``fits`` true up to some t, false beyond)."""
+    low = 0
+    while low < high:
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if fits(mid) else (low, mid - 1)
+    return low
 
 
 def _check_optimizer(make_optimizer, node) -> None:

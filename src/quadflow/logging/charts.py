@@ -1,9 +1,15 @@
 """The data of the charts that put theory on the simulation's axes (no W&B import here).
 
 A chart is ``{label: [(x, y), ...]}``: one series per label, e.g. ``"simulation"``,
-``"theory: dmft"``. :func:`line_series_args` turns it into the arguments of
-``wandb.plot.line_series`` (each series on its own points: a theory missing at
-some t is simply absent there; a constant long-time theory is a flat line).
+``"theory: dmft"``. :func:`overlay_table` turns it into the table of a ``wandb.plot.line`` chart
+(columns ``series``, x, y; each series on its own points: a theory missing at some t is simply
+absent there; a constant long-time theory is a flat line).
+
+Log axes: W&B's built-in chart presets have linear axes only, and a custom Vega-Lite preset must
+first be saved in the W&B entity that views the run (an offline run synced to a new account would
+show an error instead of the chart). So an axis whose values span more than :data:`LOG_DECADES`
+decades (and none of them negative) is logged as ``log10`` of its values, in a column named
+``"log10 <name>"``: the built-in ``wandb/line/v0`` preset labels its axes with the column names.
 """
 from __future__ import annotations
 
@@ -13,8 +19,9 @@ import numpy as np
 
 MAX_ROWS = 10_000  # wandb.Table truncates a chart's table beyond this many rows
 MAX_BINS = 512  # W&B histograms have at most 512 bins
-SIMULATION, THEORY = "simulation", "theory"
-SPECTRUM_COLUMNS = ["series", "t", "x", "density"]
+LOG_DECADES = 1.5  # an axis spanning more decades than this is charted in log10
+SIMULATION, THEORY, SERIES = "simulation", "theory", "series"
+SPECTRUM_COLUMNS = [SERIES, "t", "x", "density"]
 
 
 def _finite(v) -> bool:
@@ -39,16 +46,34 @@ def thin(xs: list, ys: list, most: int) -> tuple[list, list]:
     return [xs[i] for i in idx], [ys[i] for i in idx]
 
 
-def line_series_args(series: dict) -> dict | None:
-    """``xs, ys, keys`` of ``wandb.plot.line_series`` for ``{label: pairs}`` (None when no series has a point)."""
+def log_scale(values) -> bool:
+    """Whether an axis holding ``values`` is drawn in log10: none negative, and the positive ones spanning more
+    than :data:`LOG_DECADES` decades (zeros, e.g. t = 0, are then left out of the chart)."""
+    v = np.asarray([x for x in values if _finite(x)], dtype=float)
+    positive = v[v > 0]
+    return bool(positive.size) and not np.any(v < 0) and math.log10(positive.max() / positive.min()) > LOG_DECADES
+
+
+def overlay_table(series: dict, xname: str, yname: str) -> dict | None:
+    """The table of one chart of ``{label: [(x, y), ...]}``: ``{"columns": ["series", x, y], "data": [[label, x, y],
+    ...], "x": x, "y": y}``, an axis in log10 (column ``"log10 <name>"``) where :func:`log_scale` says so; None when
+    no series has a point. Series are thinned evenly (first and last points kept) to fit :data:`MAX_ROWS`."""
     cleaned = {label: points(pairs) for label, pairs in series.items()}
     cleaned = {label: xy for label, xy in cleaned.items() if xy[0]}
-    if not cleaned:
+    log_x = log_scale(x for xs, _ in cleaned.values() for x in xs)
+    log_y = log_scale(y for _, ys in cleaned.values() for y in ys)
+    shown = {}
+    for label, (xs, ys) in cleaned.items():
+        kept = [(x, y) for x, y in zip(xs, ys) if (x > 0 or not log_x) and (y > 0 or not log_y)]
+        if kept:
+            shown[label] = ([math.log10(x) if log_x else x for x, _ in kept],
+                            [math.log10(y) if log_y else y for _, y in kept])
+    if not shown:
         return None
-    most = MAX_ROWS // len(cleaned)
-    cleaned = {label: thin(*xy, most) for label, xy in cleaned.items()}
-    return {"xs": [xy[0] for xy in cleaned.values()], "ys": [xy[1] for xy in cleaned.values()],
-            "keys": list(cleaned)}
+    most = MAX_ROWS // len(shown)
+    x_col, y_col = (f"log10 {n}" if log else n for n, log in ((xname, log_x), (yname, log_y)))
+    data = [[label, x, y] for label, xy in shown.items() for x, y in zip(*thin(*xy, most))]
+    return {"columns": [SERIES, x_col, y_col], "data": data, "x": x_col, "y": y_col}
 
 
 def row_metrics(rows: list[dict]) -> list[str]:

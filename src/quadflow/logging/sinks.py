@@ -6,24 +6,26 @@ is missing or cannot start, the run goes on with its local files and one
 warning. Local writes that fail (disk full) are reported once and the rows
 kept in memory, so the summary and plots are still written where possible.
 At the end of a run the W&B run also gets charts with theory on the simulation's axes
-(``charts/<metric>``, ``charts/spectrum``; data in :mod:`quadflow.logging.charts`) and the run's
-files as one artifact; a failure there is one warning.
+(``charts/<metric>``, log10 axes where a metric spans decades; ``charts/spectrum``; data in
+:mod:`quadflow.logging.charts`) and the run's files as one artifact; a failure there is one warning.
 """
 from __future__ import annotations
 
 import json
 import os
 import re
+import shutil
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 from quadflow.io import atomic_write_text, jsonable, read_jsonl
-from quadflow.logging.charts import SPECTRUM_COLUMNS, line_series_args, num_bins, overlay_series, row_metrics, \
+from quadflow.logging.charts import SERIES, SPECTRUM_COLUMNS, num_bins, overlay_series, overlay_table, row_metrics, \
     spectrum_rows
 
 DEFAULT_PROJECT = "quadflow"  # when neither the config nor WANDB_PROJECT names one
+DATA_DIR_VAR = "WANDB_DATA_DIR"  # W&B stages artifact files under it
 
 
 class JsonlSink:
@@ -63,8 +65,8 @@ class WandbSink:
     Use :meth:`start`, which returns None (after one warning) when W&B cannot start.
     """
 
-    def __init__(self, run, wandb_module):
-        self.run, self.wandb = run, wandb_module
+    def __init__(self, run, wandb_module, data_dir_set: bool = False):
+        self.run, self.wandb, self.data_dir_set = run, wandb_module, data_dir_set
 
     @staticmethod
     def init_kwargs(*, mode: str | None, project: str | None, entity: str | None, group: str | None,
@@ -87,10 +89,18 @@ class WandbSink:
     def start(cls, *, mode: str | None = None, project: str | None = None, entity: str | None = None,
               group: str | None = None, name: str | None = None, tags=(), config: dict | None = None,
               out_dir: Path, run_id: str | None = None, job_type: str = "train") -> "WandbSink | None":
+        """A W&B run in ``out_dir/wandb/``, continuing ``run_id`` when given (``resume="allow"``).
+
+        Unless ``WANDB_DATA_DIR`` is set, it points at ``out_dir/wandb/data/`` until :meth:`finish`: W&B stages
+        the files of an artifact there, inside the run folder, so that a copy of the folder can still be synced.
+        """
         kwargs = cls.init_kwargs(mode=mode, project=project, entity=entity, group=group, name=name, tags=tags,
                                  run_id=run_id, job_type=job_type)
         if kwargs is None:
             return None
+        data_dir_set = DATA_DIR_VAR not in os.environ
+        if data_dir_set:
+            os.environ[DATA_DIR_VAR] = str(Path(out_dir).resolve() / "wandb" / "data")
         try:
             import wandb
 
@@ -98,8 +108,10 @@ class WandbSink:
             run.define_metric("t")
             for prefix in ("sim/*", "theory/*"):
                 run.define_metric(prefix, step_metric="t")
-            return cls(run, wandb)
+            return cls(run, wandb, data_dir_set)
         except Exception as err:  # no network, no login, not installed, bad settings: local files go on
+            if data_dir_set:
+                del os.environ[DATA_DIR_VAR]
             warnings.warn(f"W&B could not start ({type(err).__name__}: {err}); results are in {out_dir} only",
                           RuntimeWarning)
             return None
@@ -108,6 +120,24 @@ class WandbSink:
     def run_id(self) -> str:
         return self.run.id
 
+    @property
+    def offline(self) -> bool:
+        return bool(self.run.offline)
+
+    @property
+    def segment(self) -> Path:
+        """This process's folder of the run (``<out>/wandb/offline-run-<time>-<id>`` offline)."""
+        return Path(self.run.dir).parent
+
+    def remove_earlier_segments(self) -> list[Path]:
+        """Remove the folders that earlier processes wrote for this run id offline (``offline-run-*-<id>`` beside
+        :attr:`segment`); returns them. Call once this segment has logged their history again."""
+        here = self.segment.resolve()
+        earlier = sorted(p for p in here.parent.glob(f"offline-run-*-{self.run.id}") if p.resolve() != here)
+        for folder in earlier:
+            shutil.rmtree(folder)
+        return earlier
+
     def log(self, row: dict) -> None:
         self.run.log({k: v for k, v in row.items() if k != "step" and v is not None})
 
@@ -115,10 +145,15 @@ class WandbSink:
         self.run.log({key: self.wandb.Histogram(np.asarray(eigenvalues), num_bins=num_bins(len(eigenvalues))),
                       "t": t})
 
-    def line_chart(self, series: dict, title: str, xname: str):
-        """``wandb.plot.line_series`` of ``{label: [(x, y), ...]}`` (None when no series has a point)."""
-        args = line_series_args(series)
-        return None if args is None else self.wandb.plot.line_series(**args, title=title, xname=xname)
+    def line_chart(self, series: dict, xname: str, yname: str, title: str | None = None):
+        """``wandb.plot.line`` of ``{label: [(x, y), ...]}``, one line per label, axes named by the table's columns
+        (``"log10 <name>"`` on an axis spanning decades: :func:`quadflow.logging.charts.overlay_table`); None when no
+        series has a point. The default title names the axes (``"log10 mse against log10 t"``)."""
+        table = overlay_table(series, xname, yname)
+        if table is None:
+            return None
+        return self.wandb.plot.line(self.wandb.Table(columns=table["columns"], data=table["data"]), table["x"],
+                                    table["y"], stroke=SERIES, title=title or f"{table['y']} against {table['x']}")
 
     def log_charts(self, charts: dict) -> None:
         """Log ``{key: chart or None}`` in one step (the Nones left out)."""
@@ -127,8 +162,9 @@ class WandbSink:
             self.run.log(charts)
 
     def log_overlays(self, rows: list[dict], metrics=None) -> None:
-        """``charts/<metric>``: the simulation and every theory of ``rows`` on one chart against t, per metric."""
-        self.log_charts({f"charts/{m}": self.line_chart(overlay_series(rows, m), title=m, xname="t")
+        """``charts/<metric>``: the simulation and every theory of ``rows`` on one chart against t, per metric (log10
+        axes where the values span decades)."""
+        self.log_charts({f"charts/{m}": self.line_chart(overlay_series(rows, m), xname="t", yname=m)
                          for m in (metrics or row_metrics(rows))})
 
     def log_spectrum_overlay(self, spectra: dict, h: float, density=None, label: str = "theory") -> None:
@@ -139,7 +175,7 @@ class WandbSink:
             return
         table = self.wandb.Table(columns=SPECTRUM_COLUMNS, data=rows)
         self.run.log({"spectrum/table": table,
-                      "charts/spectrum": self.wandb.plot.line(table, "x", "density", stroke="series",
+                      "charts/spectrum": self.wandb.plot.line(table, "x", "density", stroke=SERIES,
                                                               title="spectrum of S: empirical and theory")})
 
     def log_artifact(self, name: str | None, type: str, paths) -> str | None:
@@ -161,7 +197,11 @@ class WandbSink:
         for k, v in summary.items():
             if isinstance(v, (int, float, str, bool)):
                 self.run.summary[k] = v
-        self.run.finish(exit_code=exit_code)
+        try:
+            self.run.finish(exit_code=exit_code)
+        finally:
+            if self.data_dir_set:
+                os.environ.pop(DATA_DIR_VAR, None)
 
 
 class Tracker:

@@ -22,6 +22,13 @@ with the sums all-reduced over ranks (every rank gets the full-batch gradient):
 Either way the result is a scalar tensor whose ``backward()`` writes the
 gradient into the parameters' ``.grad``, and :class:`Stats` (the exact
 ``train_loss`` and ``in_sample_error`` at the same parameters).
+
+A module trained by autograd can be far sharper than the quadratic network
+under the scale ``m d`` (a trainable second layer, a tanh MLP), and grow
+sharper as it trains: GD at the paper's step would diverge.
+:meth:`EmpiricalObjective.limit_step` then multiplies the whole loss by
+``loss_scale <= STEP_MARGIN / (h lambda_max)``, ``lambda_max`` the top
+eigenvalue of its Hessian (docs/theory.md section 2).
 """
 from __future__ import annotations
 
@@ -32,10 +39,13 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from quadflow.data.dataset import Dataset, quadratic_form
-from quadflow.runtime.distributed import all_reduce_sum
+from quadflow.data.dataset import BLOCK, Dataset, quadratic_form
+from quadflow.runtime.distributed import all_reduce_sum, world
 
 ROUTES = ("auto", "S", "W")
+# h * loss_scale * lambda_max that limit_step allows: GD is stable below 2, and the margin leaves room for
+# the curvature to grow between two estimates (10 steps apart: a tanh MLP at h = 0.05 reaches 1.46; measured)
+STEP_MARGIN = 1.0
 
 
 @dataclass
@@ -166,21 +176,65 @@ def _goe_chunk(s: torch.Tensor, acc: torch.Tensor, d: int):
 
 
 class EmpiricalObjective:
-    """``L = m d train_loss + lam |theta|^2`` over a :class:`Dataset` (see the module docstring).
+    """``L = loss_scale (m d train_loss + lam |theta|^2)`` over a :class:`Dataset` (see the module docstring).
 
     Args:
         data: this rank's samples (``data.n`` is the global count used in the normalisation).
         lam: l2 strength; m: the problem's student width (the scale ``m d``).
         route: ``auto|S|W`` for the analytic gradient; chunk_rows: rows per chunk (bounds temporaries).
 
-    Call with a model (and optionally a minibatch ``(local_rows, global_size)``); returns ``(loss, Stats)``.
+    ``loss_scale`` is 1 unless :meth:`limit_step` lowered it. Call with a model (and optionally a minibatch
+    ``(local_rows, global_size)``); returns ``(loss, Stats)``.
     """
 
     def __init__(self, data: Dataset, *, lam: float, m: int, route: str = "auto", chunk_rows: int = 65536):
         self.data, self.lam, self.d = data, float(lam), data.p.d
         self.scale = float(m * self.d)
+        self.loss_scale = 1.0
         self.route = choose_route(route, data.design, m, self.d)
         self.chunk_rows = int(chunk_rows)
+
+    def sharpness(self, model: nn.Module, start: list[torch.Tensor] | None = None, iterations: int = 20,
+                  rows: int = BLOCK) -> tuple[float, list[torch.Tensor] | None]:
+        """The top eigenvalue (in magnitude) of the Hessian of ``m d train_loss + lam |theta|^2`` at the model's
+        parameters, on the first ``rows`` training samples: ``iterations`` steps of power iteration on
+        Hessian-vector products (double backward) from ``start`` (the vector of an earlier estimate, one tensor
+        per trainable parameter: a few steps then suffice) or from a fixed random vector.
+
+        Rank 0 holds those samples whatever the number of ranks and computes it; every rank gets the value.
+        Returns ``(lambda_max, vector)``, the vector None on the other ranks.
+        """
+        params = [p for p in model.parameters() if p.requires_grad]
+        value = torch.zeros(1, dtype=torch.float64, device=params[0].device)
+        v = None
+        if world()[0] == 0:
+            sl, a = next(self.data.chunks(rows))
+            gen = torch.Generator().manual_seed(0)
+            v = start or [torch.randn(p.shape, generator=gen, dtype=torch.float64).to(p) for p in params]
+            with torch.enable_grad():
+                f = model(a.to(params[0].dtype))
+                r = self.data.y[sl].to(f.dtype) - f
+                loss = ((r * r).sum() * (self.scale / (4 * a.shape[0]))
+                        + self.lam * sum(torch.sum(p * p) for p in params))
+                grads = torch.autograd.grad(loss, params, create_graph=True)
+                for _ in range(iterations):
+                    norm = torch.sqrt(sum(torch.sum(x * x) for x in v))
+                    v = [x / norm for x in v]
+                    hv = torch.autograd.grad(grads, params, grad_outputs=v, retain_graph=True)
+                    value[0] = sum(torch.sum(h * x) for h, x in zip(hv, v)).detach()
+                    v = [h.detach() for h in hv]
+        all_reduce_sum([value])
+        return abs(float(value)), v
+
+    def limit_step(self, model: nn.Module, h: float, start: list[torch.Tensor] | None = None,
+                   iterations: int = 20) -> tuple[float, list[torch.Tensor] | None]:
+        """Lower ``loss_scale`` to ``STEP_MARGIN / (h lambda_max)`` when it is above it (it never rises), with
+        ``lambda_max`` from :meth:`sharpness` (``start``, ``iterations``) at the model's parameters: GD (SGD at
+        ``lr = h``) on ``L`` then steps within its stability limit. Returns ``(lambda_max, vector)``."""
+        top, vector = self.sharpness(model, start, iterations)
+        if h * top * self.loss_scale > STEP_MARGIN:
+            self.loss_scale = STEP_MARGIN / (h * top)
+        return top, vector
 
     def __call__(self, model: nn.Module, batch: tuple[torch.Tensor, int] | None = None):
         count = self.data.n if batch is None else batch[1]
@@ -202,8 +256,10 @@ class EmpiricalObjective:
 
     def _finish(self, count: int, params, grads, sums) -> tuple[torch.Tensor, Stats]:
         norm2 = sum(float(torch.sum(p.detach() * p.detach())) for p in params)
-        value = torch.tensor(self.scale * float(sums[1]) / (4 * count) + self.lam * norm2,
+        value = torch.tensor(self.loss_scale * (self.scale * float(sums[1]) / (4 * count) + self.lam * norm2),
                              dtype=params[0].dtype, device=params[0].device)
+        if self.loss_scale != 1.0:
+            grads = [g * self.loss_scale for g in grads]
         stats = Stats(train_loss=float(sums[1]) / (4 * count), in_sample_error=float(sums[2]) / (4 * count))
         return _KnownGradient.apply(value, grads, *params), stats
 

@@ -9,7 +9,9 @@ class RK4(torch.optim.Optimizer):
 
     With quadflow's loss scaling (:mod:`quadflow.models.objective`) this integrates
     ``dW/dt = 2 (W Gamma - lam W)`` to fourth order in ``lr``, so it takes larger steps
-    than small-step GD for the same accuracy. ``step(closure)`` needs a closure that
+    than small-step GD for the same accuracy, up to its stability limit, about 1.4 times
+    GD's largest step (conf/optim/rk4.yaml; above it RK4 oscillates or settles on points
+    that are not fixed points of the flow). ``step(closure)`` needs a closure that
     zeroes the gradients, evaluates the loss and calls ``backward()``; the gradients
     already in ``.grad`` (from the loop's own evaluation at the current point) are
     the first stage, so a step costs three further evaluations.

@@ -58,8 +58,8 @@ def init_from_env(device: torch.device) -> bool:
     """Initialise the process group when launched by torchrun or a multi-task SLURM step.
 
     Uses NCCL for CUDA and gloo for CPU. Returns True when a group is active. The group is destroyed
-    at interpreter exit: gloo's threads left running then can abort a rank (``terminate called
-    without an active exception``) after the run itself succeeded.
+    at interpreter exit, after a barrier (:func:`_destroy`): gloo's threads left running can otherwise abort
+    a rank (``terminate called without an active exception``) after the run itself succeeded.
     """
     export_slurm_env()
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
@@ -74,7 +74,14 @@ def init_from_env(device: torch.device) -> bool:
 
 
 def _destroy() -> None:
+    """Tear the group down once every rank has reached its end (rank 0 writes the run's files after the last
+    step while the others are done): a rank tearing down alone can abort in gloo's threads. A rank that
+    died ends the barrier with an error, and the group is destroyed all the same."""
     if dist.is_initialized():
+        try:
+            dist.barrier()
+        except Exception:
+            pass
         dist.destroy_process_group()
 
 

@@ -11,16 +11,26 @@ class InsufficientMemoryError(ValueError):
 
 
 def _gib(nbytes: float) -> str:
-    return f"{nbytes / 2**30:.2f} GiB"
+    return f"{nbytes / 2**30:.3g} GiB"
 
 
 def estimate_bytes(p: Problem, *, design: str, storage: str, storage_bytes: int, compute_bytes: int,
                    chunk_rows: int, world_size: int = 1) -> dict:
-    """Bytes per rank: ``data`` (inputs), ``labels``, ``work`` (chunk temporaries, matrices) and ``total``.
+    """Bytes per rank: ``data`` (inputs), ``labels``, ``work`` (chunk temporaries, matrices) and ``total``;
+    ``floor``: the total with the smallest need any data, precision and sharding setting gives (inputs
+    regenerated in bfloat16, one-row chunks, float32 compute, one sample per rank), which only a smaller
+    problem lowers.
 
     The Gaussian design stores ``n d`` numbers, the GOE design ``n d^2``; the
     regenerate mode stores none (one chunk at a time). Labels are two vectors of n.
     """
+    need = _bytes(p, design, storage, storage_bytes, compute_bytes, chunk_rows, world_size)
+    least = _bytes(p, design, "regenerate", 2, 4, 1, p.n)
+    return {**need, "floor": least["total"]}
+
+
+def _bytes(p: Problem, design: str, storage: str, storage_bytes: int, compute_bytes: int, chunk_rows: int,
+           world_size: int) -> dict:
     n_local = -(-p.n // world_size)
     per_row = p.d * p.d if design == "goe" else p.d
     data = 0 if storage == "regenerate" else n_local * per_row * storage_bytes
@@ -58,7 +68,18 @@ def require_bytes(need: int, device: torch.device, what: str, options: list[str]
 
 
 def check_fits(need: dict, device: torch.device, *, design: str) -> None:
-    """Raise :class:`InsufficientMemoryError` when a simulation's ``need['total']`` does not fit."""
+    """Raise :class:`InsufficientMemoryError` when a simulation's ``need['total']`` does not fit; when even its
+    ``need['floor']`` does not, the message says so and how much smaller the problem must be, instead of
+    listing settings that cannot help."""
+    free = available_bytes(device)
+    if need["total"] <= 0.9 * free:
+        return
+    if need["floor"] > 0.9 * free:
+        shrink = (need["floor"] / (0.9 * free)) ** 0.5
+        raise InsufficientMemoryError(
+            f"this run needs about {_gib(need['total'])} on {device} but only {_gib(free)} is free, and no setting "
+            f"of data, precision or GPUs brings it below {_gib(need['floor'])} (the student's weights and the "
+            f"d x d matrices every device holds grow as d^2): reduce problem.d about {shrink:.3g}-fold.")
     gaussian = design == "gaussian"
     options = ["a smaller problem.d or problem.alpha",
                "precision=bf16 (halves the stored inputs)" if gaussian else None,

@@ -17,7 +17,7 @@ from quadflow.data import Seeds, teacher_matrix
 from quadflow.models import PopulationObjective, QuadraticNetwork
 from quadflow.optim import optimizer_factory
 from quadflow.problem import Problem
-from quadflow.train import DivergenceGuard, Evaluator, Trainer, collect, log_schedule
+from quadflow.train import DivergenceGuard, Evaluator, ProgressLog, Trainer, collect, log_schedule
 
 
 def solve_population(p: Problem, h: float = 0.05, steps: int = 400, d_eff: int | None = None, seed: int = 0,
@@ -41,7 +41,7 @@ def solve_population(p: Problem, h: float = 0.05, steps: int = 400, d_eff: int |
     s_star = teacher_matrix(q, seeds.teacher).to(device, dtype)
     student = QuadraticNetwork(d=q.d, m=q.m, sigma0=q.sigma0, seed=seeds.init, dtype=dtype, device=device)
     make_optimizer = optimizer_factory(optim, h, optim_params)
-    trainer = Trainer(h, steps, callbacks=[DivergenceGuard()])
+    trainer = Trainer(h, steps, callbacks=[DivergenceGuard(), ProgressLog(fraction=None, label="theory population")])
     trainer.setup(student, PopulationObjective(s_star, Delta=q.Delta, lam=q.lam, m=q.m),
                   make_optimizer(student.parameters()))
     records: list[dict] = []

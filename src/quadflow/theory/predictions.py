@@ -199,7 +199,8 @@ class DMFT:
 
     def _progress(self, bar: bool, total: int):
         """Progress of the solve (steps solved: marched, or in converged windows) to the ``quadflow`` logger
-        about every 10 % of the steps, and to a tqdm bar on terminals when ``bar``."""
+        about every 10 % of the steps (a marching solve at DEBUG level: it has no iterations or residuals to
+        report), and to a tqdm bar on terminals when ``bar``."""
         from tqdm.auto import tqdm
 
         pbar = tqdm(total=total, desc="DMFT steps", unit="step", disable=None) if bar else None
@@ -210,11 +211,15 @@ class DMFT:
             if solved > state["solved"]:
                 if pbar is not None:
                     pbar.update(solved - state["solved"])
-                    pbar.set_postfix(iterations=iteration, residual=f"{residual:.2e}")
+                    if self.window > 1:
+                        pbar.set_postfix(iterations=iteration, residual=f"{residual:.2e}")
                 state["solved"] = solved
             if solved == total or solved - state["logged"] >= total / 10:
-                log.info(f"DMFT: {solved}/{total} steps solved after {iteration} iterations "
-                         f"(last residual {residual:.3e}" + (f", tol {self.tol:g})" if self.window > 1 else ")"))
+                if self.window == 1:  # marching: one pass, no iterations or residuals to report
+                    log.debug(f"DMFT: {solved}/{total} steps marched")
+                else:
+                    log.info(f"DMFT: {solved}/{total} steps solved after {iteration} iterations "
+                             f"(last residual {residual:.3e}, tol {self.tol:g})")
                 state["logged"] = solved
                 if solved == total and pbar is not None:
                     pbar.close()

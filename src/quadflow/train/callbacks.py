@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import math
+import pickle
 import signal
 import sys
 import time
@@ -17,6 +18,9 @@ from typing import Callable
 import torch
 
 from quadflow.io import atomic_write
+from quadflow.optim import RK4, follows_flow
+from quadflow.runtime.distributed import world
+from quadflow.runtime.precision import PRECISIONS
 
 
 class Callback:
@@ -42,56 +46,131 @@ class DivergenceError(RuntimeError):
     """The flow produced a non-finite or exploding loss.
 
     Attributes: ``step`` where it happened, ``value`` (the train loss there) and ``last``
-    (the last finite record, or None).
+    (the last finite record, or None). The advice names a smaller ``h``, the precisions higher
+    than ``precision`` (when it is known) and RK4 (unless ``rk4``: the run already uses it).
     """
 
-    def __init__(self, step: int, value: float, last: dict | None, h: float):
+    def __init__(self, step: int, value: float, last: dict | None, h: float, precision: str | None = None,
+                 rk4: bool = False):
         self.step, self.value, self.last = step, value, last
         last_txt = ", ".join(f"{k}={v:.4g}" for k, v in (last or {}).items() if isinstance(v, float))
-        super().__init__(
-            f"training diverged at step {step} (t={step * h:g}): train_loss={value:.4g}. "
-            f"Last finite record: {last_txt or 'none'}. Use a smaller step (trainer.h, now {h:g}), "
-            "a higher precision (precision=fp32 or fp64), or optim=rk4.")
+        higher = PRECISIONS[:PRECISIONS.index(precision)][::-1] if precision in PRECISIONS else ()
+        advice = [f"a smaller step (trainer.h, now {h:g})"]
+        if higher:
+            advice.append(f"a higher precision (precision={_either(higher)})")
+        if not rk4:
+            advice.append("optim=rk4")
+        super().__init__(f"training diverged at step {step} (t={step * h:g}): train_loss={value:.4g}. "
+                         f"Last finite record: {last_txt or 'none'}. Use {_either(advice)}.")
+
+
+def _either(items) -> str:
+    """``a``, ``a or b``, ``a, b or c``."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]
 
 
 class DivergenceGuard(Callback):
-    """Stop on a non-finite train loss or one above ``factor`` times its initial value; warn when GD
-    oscillates: the objective ``L / (m d)`` rose by more than ``rise`` at over ``fraction`` of the steps.
+    """Stops a run whose train loss is not finite or above ``factor`` times its initial value
+    (:class:`DivergenceError`), and marks a full-batch run whose objective ``L`` did not descend as a
+    smaller step would: at the end of a fit of more than ``min_steps`` steps that evaluated its last step
+    (not stopped by a divergence or a signal), :attr:`unstable` is the reason (a warning too), else None.
+    Such a run is one where
 
-    A rise of more than 10 %: step-size oscillations rise by 20-30 % per step, while the
-    rounding noise of bf16 near its error floor rises by at most ~6 % (measured).
+    - ``L`` rose by more than ``rise`` at over ``fraction`` of the steps after the first ``min_steps``
+      (``late_ascents``): step-size oscillations rise by 20-30 % per step and go on, while heavy-ball
+      momentum overshoots in its first ~30 steps only. Rises below ``floor`` times the initial ``L`` are not
+      counted: the rounding noise of bf16 at its error floor rises by up to 2x, but by under 1.4e-5 of it;
+    - or ``L`` ended above its lowest value by more than ``give_back`` of the decrease it made (4-11 % for
+      GD and RK4 oscillating at h = 0.1-0.2 on the default problem; under 1e-5 for bf16 noise);
+    - or the optimiser follows the flow (:func:`quadflow.optim.follows_flow`) but stalled where the flow
+      does not: its last step lowered ``L`` by less than ``stall`` times the flow's first-order decrease
+      ``lr |grad L|^2``, while that decrease is above ``stall_gate`` times the initial ``L`` (it is 0.1-0.3
+      times it where RK4 at h = 0.12-0.14 settles, under 2e-5 in converged runs, bf16 included).
+
+    The values are those measured on quadflow's problems (docs/theory.md section 2). ``L`` is taken per unit
+    of the objective's ``scale`` and ``loss_scale``, so that a lowered loss scale is no descent.
     """
 
-    def __init__(self, factor: float = 1e6, rise: float = 0.1, fraction: float = 0.05, min_steps: int = 50):
+    _STATE = ("initial_loss", "first", "lowest", "last", "previous", "last_step", "ascents", "late_ascents")
+
+    def __init__(self, factor: float = 1e6, rise: float = 0.1, fraction: float = 0.05, min_steps: int = 50,
+                 floor: float = 1e-4, give_back: float = 0.01, stall: float = 0.25, stall_gate: float = 1e-3):
+        for name, value, low, high in (("factor", factor, 1, math.inf), ("rise", rise, 0, math.inf),
+                                       ("fraction", fraction, 0, 1), ("floor", floor, 0, 1),
+                                       ("give_back", give_back, 0, 1), ("stall", stall, 0, 1),
+                                       ("stall_gate", stall_gate, 0, 1)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low < value < high:
+                raise ValueError(f"callbacks.divergence.{name}={value!r} is out of range: allowed a number in "
+                                 f"({low:g}, {high:g})")
+        if isinstance(min_steps, bool) or not isinstance(min_steps, int) or min_steps < 0:
+            raise ValueError(f"callbacks.divergence.min_steps={min_steps!r} is out of range: allowed an integer >= 0")
         self.factor, self.rise, self.fraction, self.min_steps = factor, rise, fraction, min_steps
-        self.initial_loss: float | None = None
-        self.last_objective: float | None = None
-        self.ascents = 0
+        self.floor, self.give_back, self.stall, self.stall_gate = floor, give_back, stall, stall_gate
+        self.precision: str | None = None  # the run's precision name, for the advice of DivergenceError
+        self.initial_loss: float | None = None  # train loss at the first evaluation
+        self.first = self.lowest = self.last = self.previous = None  # L: first, lowest, last two evaluations
+        self.last_step: int | None = None  # step of the last evaluation
+        self.ascents = self.late_ascents = 0  # rises counted at all steps, and at steps >= min_steps
+        self.unstable: str | None = None
 
     def on_evaluate(self, trainer, loss, stats):
         value = stats.train_loss
         if self.initial_loss is None:
             self.initial_loss = value
         if not math.isfinite(value) or value > self.factor * max(self.initial_loss, 1e-12):
-            raise DivergenceError(trainer.step, value, trainer.last_record, trainer.h)
-        if trainer.batches is not None:  # minibatch losses fluctuate from batch to batch: no ascent test
+            raise DivergenceError(trainer.step, value, trainer.last_record, trainer.h, self.precision,
+                                  rk4=isinstance(trainer.optimizer, RK4))
+        if trainer.batches is not None:  # minibatch losses fluctuate from batch to batch: no descent test
             return
-        objective = loss / trainer.objective.scale
-        if self.last_objective is not None and objective > (1 + self.rise) * self.last_objective:
+        objective = loss / _unit(trainer.objective)
+        if self.first is None:
+            self.first = self.lowest = objective
+        elif objective > (1 + self.rise) * self.last and objective - self.last > self.floor * self.first:
             self.ascents += 1
-        self.last_objective = objective
+            self.late_ascents += int(trainer.step >= self.min_steps)
+        self.previous, self.last, self.last_step = self.last, objective, trainer.step
+        self.lowest = min(self.lowest, objective)
 
     def on_fit_end(self, trainer):
-        if trainer.step >= self.min_steps and self.ascents > self.fraction * trainer.step:
-            warnings.warn(f"GD is not descending: the objective rose at {self.ascents} of {trainer.step} steps "
-                          f"(h={trainer.h:g} oscillates without diverging); use a smaller trainer.h", RuntimeWarning)
+        self.unstable = self.verdict(trainer)
+        if self.unstable:
+            warnings.warn(f"training unstable: {self.unstable}", RuntimeWarning)
+
+    def verdict(self, trainer) -> str | None:
+        """Why the run did not descend as a smaller step would (see the class docstring), or None."""
+        if trainer.batches is not None or trainer.step <= self.min_steps or self.last_step != trainer.step:
+            return None
+        opt, h = trainer.optimizer, trainer.h
+        lr = float(opt.param_groups[0]["lr"])
+        advice = f"use a smaller step (trainer.h, now {h:g}" + (f"; optimiser lr {lr:g})" if lr != h else ")")
+        if self.late_ascents > self.fraction * (trainer.step - self.min_steps):
+            return (f"the objective rose by over {self.rise:.0%} at {self.late_ascents} of the "
+                    f"{trainer.step - self.min_steps} steps after step {self.min_steps}: {type(opt).__name__} "
+                    f"oscillates without diverging; {advice}")
+        if self.last - self.lowest > self.give_back * (self.first - self.lowest):
+            return (f"the objective ended at {self.last:.4g}, giving back over {self.give_back:.0%} of its decrease "
+                    f"from {self.first:.4g} to the lowest value it reached, {self.lowest:.4g}; {advice}")
+        if not follows_flow(opt):
+            return None
+        flow = sum(g["lr"] * sum(float(torch.sum(p.grad * p.grad)) for p in g["params"] if p.grad is not None)
+                   for g in opt.param_groups) / _unit(trainer.objective)
+        if flow > self.stall_gate * self.first and self.previous - self.last < self.stall * flow:
+            return (f"{type(opt).__name__} stalled where the flow does not: at objective {self.last:.4g} the "
+                    f"flow's first-order decrease lr |grad L|^2 is {flow:.3g}, but the last step changed the "
+                    f"objective by {self.last - self.previous:+.3g}; {advice}")
+        return None
 
     def state_dict(self):
-        return {"initial_loss": self.initial_loss, "last_objective": self.last_objective, "ascents": self.ascents}
+        return {k: getattr(self, k) for k in self._STATE}
 
     def load_state_dict(self, state):
-        self.initial_loss, self.last_objective = state["initial_loss"], state["last_objective"]
-        self.ascents = state["ascents"]
+        for k in self._STATE:
+            setattr(self, k, state[k])
+
+
+def _unit(objective) -> float:
+    """What the objective's loss is per unit of ``train_loss + lam |theta|^2 / scale``: ``scale * loss_scale``."""
+    return objective.scale * getattr(objective, "loss_scale", 1.0)
 
 
 class SignalStop(Callback):
@@ -138,61 +217,113 @@ class SignalStop(Callback):
 
 
 class ProgressLog(Callback):
-    """Progress lines on the ``quadflow`` logger about every ``fraction`` of the steps (step, t, train loss,
-    rate, ETA), for batch jobs: silent when stderr is a terminal, where the tqdm bar shows."""
+    """Progress lines (step, t, train loss, rate, ETA) about every ``fraction`` of the steps (None: none by
+    fraction) and at least every ``interval`` seconds, so that a long run says how long it will take within
+    ``interval`` seconds.
 
-    def __init__(self, fraction: float = 0.05, force: bool = False):
-        if not 0 < fraction <= 1:
-            raise ValueError(f"callbacks.progress.fraction={fraction!r} is out of range: allowed (0, 1]")
-        self.fraction, self.force = fraction, force
-        self.enabled, self._start, self._t0, self._next, self._every, self._loss = False, 0, 0.0, 0, 1, float("nan")
+    The lines go to the ``quadflow`` logger (the console and run.log in the app). Where a tqdm bar shows the
+    same on a terminal (the trainer's ``progress`` on and stderr a TTY) they go to :data:`FILE_LOGGER`, which
+    the app writes to run.log only. ``label`` starts each line (``population theory: step ...``).
+    """
+
+    def __init__(self, fraction: float | None = 0.05, interval: float = 30.0, label: str = ""):
+        if fraction is not None and not 0 < fraction <= 1:
+            raise ValueError(f"callbacks.progress.fraction={fraction!r} is out of range: allowed (0, 1] or null")
+        if not (isinstance(interval, (int, float)) and 0 < interval < math.inf):
+            raise ValueError(f"callbacks.progress.interval={interval!r} is out of range: allowed seconds > 0")
+        self.fraction, self.interval, self.label = fraction, float(interval), f"{label}: " if label else ""
+        self.log = logging.getLogger("quadflow")
+        self._start, self._t0, self._last, self._next, self._every, self._loss = 0, 0.0, 0.0, 0, 1, float("nan")
 
     def on_fit_start(self, trainer):
-        self.enabled = self.force or not sys.stderr.isatty()
-        self._t0, self._start = time.time(), trainer.step
-        self._every = max(1, int(round(self.fraction * max(trainer.steps, 1))))
+        bar = trainer.progress and sys.stderr.isatty()
+        self.log = logging.getLogger(FILE_LOGGER if bar else "quadflow")
+        self._t0 = self._last = time.time()
+        self._start = trainer.step
+        self._every = max(1, int(round(self.fraction * max(trainer.steps, 1)))) if self.fraction else math.inf
         self._next = (trainer.step // self._every + 1) * self._every
 
     def on_evaluate(self, trainer, loss, stats):
         self._loss = stats.train_loss
 
     def on_step_end(self, trainer):
-        if not self.enabled or trainer.step < self._next:
+        now = time.time()
+        if trainer.step < self._next and now - self._last < self.interval:
             return False
-        self._next += self._every
-        rate = (trainer.step - self._start) / max(time.time() - self._t0, 1e-9)
-        eta = (trainer.steps - trainer.step) / rate if rate > 0 else float("nan")
-        logging.getLogger("quadflow").info(
-            f"step {trainer.step}/{trainer.steps} ({100 * trainer.step / max(trainer.steps, 1):.0f} %) "
-            f"t={trainer.step * trainer.h:g} train_loss={self._loss:.4g} {rate:.1f} steps/s ETA {eta:.0f} s")
+        self._next = (trainer.step // self._every + 1) * self._every
+        self._last = now
+        rate = (trainer.step - self._start) / max(now - self._t0, 1e-9)
+        eta = duration((trainer.steps - trainer.step) / rate) if rate > 0 else "unknown"
+        self.log.info(f"{self.label}step {trainer.step}/{trainer.steps} "
+                      f"({100 * trainer.step / max(trainer.steps, 1):.3g} %) t={trainer.step * trainer.h:g} "
+                      f"train_loss={self._loss:.4g} {rate:.3g} steps/s ETA {eta}")
         return False
 
 
+FILE_LOGGER = "quadflow.file"  # a logger the app writes to run.log only (conf/hydra/job_logging/quadflow.yaml)
+
+
+def duration(seconds: float) -> str:
+    """``seconds`` as ``45 s``, ``12 min``, ``3.2 h``, ``4.1 days`` or ``2.7e+03 years``."""
+    for unit, size, limit in (("s", 1, 120), ("min", 60, 7200), ("h", 3600, 172800), ("days", 86400, 3.156e7)):
+        if seconds < limit:
+            return f"{seconds / size:.0f} {unit}" if unit in ("s", "min") else f"{seconds / size:.3g} {unit}"
+    return f"{seconds / 3.156e7:.3g} years"
+
+
 def save_checkpoint(path: Path, state: dict) -> None:
-    """Write ``state`` (tensors, numpy arrays, plain Python) atomically to ``path``."""
+    """Write ``state`` atomically to ``path``.
+
+    ``state`` holds tensors and plain Python values (dicts, lists, tuples, str, int, float, bool, None), what
+    :func:`load_checkpoint` reads back; convert numpy arrays to tensors first.
+    """
     atomic_write(path, lambda fh: torch.save(state, fh))
 
 
-def load_checkpoint(path: Path, expected_key: str | None = None) -> dict | None:
-    """The state saved at ``path`` (None when there is none).
+class CheckpointError(ValueError):
+    """A checkpoint that holds more than tensors and plain Python values: loading it could run code."""
 
-    Raises ``ValueError`` when the checkpoint was written for another configuration
-    (``state["key"] != expected_key``): resuming it would mix runs.
+
+def load_checkpoint(path: Path, expected_key: str | None = None) -> dict | None:
+    """The state saved at ``path`` (None when there is none), loaded with ``torch.load(weights_only=True)``.
+
+    Only tensors and plain Python values are rebuilt, so a file someone else wrote cannot run code when it
+    is loaded. Raises :class:`CheckpointError` (one line) when the file needs any other object, and
+    ``ValueError`` when it was written for another configuration (``state["key"] != expected_key``):
+    resuming it would mix runs.
     """
     path = Path(path)
     if not path.exists():
         return None
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        with warnings.catch_warnings():  # a plain pickle (no zip archive) warns about its protocol first
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(f"{path} was not loaded: it holds more than tensors and plain Python values "
+                              f"({_refusal(str(err))}), and loading that could run code; start over with "
+                              "resume=false, or use a new hydra.run.dir") from None
     if expected_key is not None and state.get("key") != expected_key:
         raise ValueError(f"{path} was written by a run with a different configuration; resume with the "
                          "same overrides, or use a new hydra.run.dir")
     return state
 
 
+def _refusal(message: str) -> str:
+    """The line of torch's weights-only error that names what was refused (``Unsupported global: ...``)."""
+    for line in message.splitlines():
+        if "nsupported" in line:
+            line = line.split("error:", 1)[-1].split(" Please use", 1)[0]
+            return line.strip().rstrip(".")
+    return "not a weights-only file"
+
+
 class Checkpointer(Callback):
     """Save ``state()`` to ``path`` every ``every`` steps (0: only when :meth:`save` is called, e.g. at exit).
 
-    ``state`` is a callable returning the whole resumable state (the trainer's and the job's).
+    ``state`` is a callable returning the whole resumable state (the trainer's and the job's). Under
+    torch.distributed only rank 0 calls it and writes the file: the state is the same on every rank, and
+    ``state`` must then not need a collective.
     """
 
     def __init__(self, every: int = 200, path: Path | None = None, state: Callable[[], dict] | None = None):
@@ -201,7 +332,7 @@ class Checkpointer(Callback):
         self.every, self.path, self.state = every, path, state
 
     def save(self) -> None:
-        if self.path is not None and self.state is not None:
+        if self.path is not None and self.state is not None and world()[0] == 0:
             save_checkpoint(self.path, self.state())
 
     def on_step_end(self, trainer):

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import inspect
+import logging
 from typing import Callable
 
 import torch
 from torch import nn
 
 from quadflow.data import DataSpec, Dataset, HeldOut
-from quadflow.models import EmpiricalObjective, QuadraticNetwork, check_student, choose_route, teacher_network
+from quadflow.models import (EmpiricalObjective, QuadraticNetwork, check_student, choose_route, teacher_network,
+                             uses_analytic_gradient)
 from quadflow.optim import optimizer_factory
 from quadflow.problem import Problem, check_domain
 from quadflow.runtime import check_fits, estimate_bytes, resolve_device, resolve_precision, world
@@ -17,6 +19,8 @@ from quadflow.train.callbacks import Callback, DivergenceGuard
 from quadflow.train.loop import Trainer
 from quadflow.train.metrics import RANK_TOL, Evaluator, collect
 from quadflow.train.schedules import log_schedule
+
+log = logging.getLogger("quadflow")
 
 
 def accepts(factory: Callable, name: str) -> bool:
@@ -47,6 +51,29 @@ def build_network(factory: Callable | None, p: Problem, m: int, seed: int, *, de
     return model.to(device=device, dtype=dtype)
 
 
+class StepLimit(Callback):
+    """Every ``every`` steps, lower the loss scale of a student trained by autograd so that
+    ``h * loss_scale * lambda_max <= STEP_MARGIN`` at its current parameters
+    (:meth:`quadflow.models.EmpiricalObjective.limit_step`), with ``iterations`` steps of power iteration
+    from the previous estimate's ``vector``; the scale and the vector are kept in the checkpoint."""
+
+    def __init__(self, objective: EmpiricalObjective, vector, every: int = 10, iterations: int = 3):
+        self.objective, self.vector, self.every, self.iterations = objective, vector, every, iterations
+
+    def on_step_end(self, trainer) -> bool:
+        if trainer.step % self.every == 0:
+            top, self.vector = self.objective.limit_step(trainer.model, trainer.h, self.vector, self.iterations)
+            log.debug(f"step {trainer.step}: top Hessian eigenvalue {top:.4g}, loss scale "
+                      f"{self.objective.loss_scale:.4g}")
+        return False
+
+    def state_dict(self) -> dict:
+        return {"loss_scale": self.objective.loss_scale, "vector": self.vector}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.objective.loss_scale, self.vector = state["loss_scale"], state["vector"]
+
+
 def build_optimizer(factory: Callable, params) -> torch.optim.Optimizer:
     """``factory(params)``; an argument the optimiser refuses raises ``ValueError`` naming the optimiser."""
     target = getattr(factory, "func", factory)
@@ -73,7 +100,9 @@ class Simulation:
             (``design``, ``storage``, ``route``, ``chunk_rows``, ``noisy_test``, ...).
         optim: ``gd|momentum|adam|rk4`` (with ``optim_params``, the optimiser's own arguments), or a
             callable ``params -> torch.optim.Optimizer``.
-        student: a callable ``(d=, m=, ...) -> nn.Module`` (None: :class:`QuadraticNetwork`);
+        student: a callable ``(d=, m=, ...) -> nn.Module`` (None: :class:`QuadraticNetwork`); a student
+            trained by autograd gets its loss scaled for the step ``h``
+            (:meth:`quadflow.models.EmpiricalObjective.limit_step`);
             teacher: the same for the teacher (None: a frozen float64 quadratic network).
         batch_size: samples per step (None: full batch).
         rank_tol: eigenvalue threshold of ``rank_fraction``; callbacks: extra training callbacks.
@@ -114,6 +143,13 @@ class Simulation:
                             world_size=world_size)
         self.objective = EmpiricalObjective(self.data, lam=p.lam, m=p.m, route=self.route,
                                             chunk_rows=spec.rows_per_chunk(p, self.device.type))
+        if not uses_analytic_gradient(self.student):
+            top, vector = self.objective.limit_step(self.student, h)
+            trainer.callbacks.insert(0, StepLimit(self.objective, vector))  # before a checkpointer, which saves it
+            if self.objective.loss_scale < 1:
+                log.info(f"student {type(self.student).__name__}: loss scaled by {self.objective.loss_scale:.3g} "
+                         f"(top Hessian eigenvalue {top:.4g} at initialisation, h={h:g}), and lowered further if it "
+                         "sharpens; t = step * h is the time of the flow of the scaled loss (docs/theory.md section 2)")
         heldout = None if callable(getattr(self.student, "S", None)) else \
             HeldOut(self.s_star, self.seeds.inputs, spec.test_samples, device=self.device, dtype=ct)
         self.evaluator = Evaluator(self.s_star, Delta=p.Delta, noisy_test=spec.noisy_test, rank_tol=rank_tol,
@@ -125,6 +161,7 @@ class Simulation:
             guards = [DivergenceGuard()]
             trainer.callbacks.insert(0, guards[0])
         self.guard, self.trainer = guards[0], trainer.setup(self.student, self.objective, self.optimizer, batches)
+        self.guard.precision = self.precision.name
 
     def _check_memory(self, check: bool) -> dict:
         st, ct = self.precision.storage, self.precision.compute

@@ -4,7 +4,8 @@ Simulation: the final ``sim/test_error`` (= 2 mse, clean labels) and ``sim/train
 of every job of the sweep, grouped by the label noise ``Delta``. Theory: the static
 equations (theory.md section 5) along the same axis, with the other parameters of the
 jobs, and the thresholds of section 6: interpolation where ``Delta > 0``, perfect
-recovery (``lam -> 0+``) where ``Delta = 0``.
+recovery (``lam -> 0+``) where ``Delta = 0``. Theory points flagged ``valid=False`` (the top-m cut binds) are
+drawn grey and dashed.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import numpy as np
 from quadflow.theory import interpolation_threshold, longtime_curve, perfect_recovery_threshold, solve_longtime
 from quadflow.viz.figures.data import FigureData
 from quadflow.viz.figures.style import colors, log_axes, subplots
+from quadflow.viz.plots import plot_flagged
 
 FIXED = ("alpha", "kappa", "kappa_star", "lam", "Delta")
 
@@ -36,7 +38,8 @@ def _theory_curve(vary: str, grid: np.ndarray, fixed: dict) -> dict:
         return longtime_curve("alpha", grid, **fixed)
     sols = [solve_longtime(**fixed, kappa=float(k)) for k in grid]
     return {"test_error": np.array([s.test_error for s in sols]), "train_loss": np.array([s.train_loss for s in sols]),
-            "converged": np.array([s.converged for s in sols]), "branch": np.array([s.branch for s in sols])}
+            "converged": np.array([s.converged for s in sols]), "valid": np.array([s.valid for s in sols]),
+            "branch": np.array([s.branch for s in sols])}
 
 
 def _alpha_threshold(kappa: float, fixed: dict) -> float:
@@ -74,7 +77,8 @@ def collect(jobs, quick: bool, vary: str) -> FigureData:
         curve = _theory_curve(vary, grid, fixed)
         for i, x in enumerate(grid):
             theory_rows.append({**fixed, vary: float(x), "test_error": curve["test_error"][i],
-                                "train_loss": curve["train_loss"][i], "converged": bool(curve["converged"][i])})
+                                "train_loss": curve["train_loss"][i], "converged": bool(curve["converged"][i]),
+                                "valid": int(curve["valid"][i])})  # 0/1: a number in the CSV
         gaps = []
         for j in group:
             sol = solve_longtime(**fixed, **{vary: j.problem[vary]})
@@ -104,10 +108,12 @@ def draw(data: FigureData):
         where = {k: c[k] for k in FIXED if k != vary}
         label = f"Delta={c['Delta']}, lam={c['lam']}"
         for ax, metric in ((ax_te, "test_error"), (ax_tr, "train_loss")):
-            th = [(r[vary], r[metric]) for r in data.tables["theory"] if all(r[k] == v for k, v in where.items())]
+            th = [r for r in data.tables["theory"] if all(r[k] == v for k, v in where.items())]
             sim = [(r[vary], r[f"sim_{metric}"]) for r in data.tables["sim"]
                    if all(r[k] == v for k, v in where.items())]
-            ax.plot(*zip(*th), "-", color=color, label=f"theory, {label}")
+            # saved data without the valid column: nothing flagged
+            plot_flagged(ax, [r[vary] for r in th], [r[metric] for r in th], [r.get("valid", 1) == 1 for r in th],
+                         color=color, label=f"theory, {label}")
             ax.plot(*zip(*sim), "o", color=color, mfc="none", label=f"simulation, {label}")
             if c["threshold"] is not None and math.isfinite(c["threshold"]):
                 ax.axvline(c["threshold"], color=color, ls=":", lw=1)

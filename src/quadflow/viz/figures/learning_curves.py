@@ -3,7 +3,8 @@
 One job per student width kappa (under- and over-parameterised) at fixed alpha, kappa_star in the
 preset; any sweep works: the curves are labelled by the keys the jobs differ in (``kappa=0.25``,
 ``alpha=2.0``, ``trainer.h=0.05``). The DMFT line is drawn for jobs run with ``theory=[dmft, ...]``.
-Agreement: relative gap ``|sim - dmft| / dmft`` over the logged times ``t >= T_MIN``.
+Agreement: relative gap ``|sim - dmft| / dmft`` over the logged times ``t >= T_MIN``. The long-time limit is a
+dotted line, grey and dashed where the run's solution is flagged ``valid=False`` (the top-m cut binds).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import numpy as np
 from quadflow.viz.figures.data import FigureData
 from quadflow.viz.figures.jobs import series_label, varying_keys
 from quadflow.viz.figures.style import colors, log_axes, subplots
+from quadflow.viz.plots import FLAGGED_STYLE, flagged_label
 
 METRICS = ("mse", "train_loss")
 T_MIN = 0.5  # the first steps are dominated by the initialisation and agree trivially
@@ -26,7 +28,8 @@ def collect(jobs, quick: bool) -> FigureData:
         for r in j.rows:
             rows.append({"series": series, "t": r["t"], **{f"sim_{m}": r.get(f"sim/{m}") for m in METRICS},
                          **{f"dmft_{m}": r.get(f"theory/dmft/{m}") for m in METRICS}})
-        longtime.append({"series": series, **{m: j.summary.get(f"theory/longtime/{m}") for m in METRICS}})
+        longtime.append({"series": series, **{m: j.summary.get(f"theory/longtime/{m}") for m in METRICS},
+                         "valid": int(j.summary.get("theory/longtime/valid", True) is not False)})
         for m in METRICS:
             pairs = np.array([(r[f"sim/{m}"], r[f"theory/dmft/{m}"]) for r in j.rows
                               if r["t"] >= T_MIN and r.get(f"theory/dmft/{m}") is not None], dtype=float)
@@ -63,8 +66,10 @@ def draw(data: FigureData):
             dmft = [r[f"dmft_{m}"] for r in rows]
             if _finite(dmft):  # no DMFT line (nor legend entry) for a run without theory=[dmft]
                 ax.plot(t, dmft, "-", color=color, label=f"DMFT, {label}")
-            if _finite([lt.get(m)]):
+            if _finite([lt.get(m)]) and lt.get("valid", 1) == 1:  # saved data without the column: not flagged
                 ax.axhline(lt[m], color=color, ls=":", lw=1)
+            elif _finite([lt.get(m)]):
+                ax.axhline(lt[m], **FLAGGED_STYLE, label=flagged_label(ax))
     for ax, m in zip(axes, METRICS):
         log_axes(ax)
         ax.set_xlabel("t")

@@ -69,7 +69,7 @@ def collect(jobs, quick: bool, kappa_stars=KAPPA_STARS) -> FigureData:
 
 
 def draw(data: FigureData):
-    fig, (ax,) = subplots(1, width=6.5, height=4.8)
+    fig, (ax,) = subplots(1, width=10.5, height=5.2)
     rows = data.tables["theory"]
     kappa = np.array(sorted({r["kappa"] for r in rows}))
     ax.plot(kappa, [parameter_count(k) for k in kappa], "k-", lw=1, label="interpolation line kappa - kappa^2/2")
@@ -90,8 +90,9 @@ def draw(data: FigureData):
     ax.set_ylabel("alpha = n/d^2")
     ax.set_xlim(0, kappa.max())
     ax.set_ylim(0, 0.6)
-    ax.set_title("perfect recovery above the lines (Delta = 0); dotted: Bayes-optimal; "
-                 "shaded: kappa < kappa* (none); x: long-time theory flagged invalid", fontsize=8)
+    ax.set_title("perfect recovery above the lines (Delta = 0)\n"
+                 "dotted: Bayes-optimal; shaded: kappa < kappa* (none); x: long-time theory flagged invalid",
+                 fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    fig.legend(*ax.get_legend_handles_labels(), fontsize=7, loc="outside right upper")  # off the curves
     return fig

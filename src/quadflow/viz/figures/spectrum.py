@@ -13,6 +13,7 @@ import numpy as np
 from quadflow.theory import solve_longtime
 from quadflow.viz.figures.data import FigureData
 from quadflow.viz.figures.style import subplots
+from quadflow.viz.plots import spectrum_panel
 
 PARAMS = ("alpha", "kappa", "kappa_star", "lam", "Delta")
 
@@ -52,6 +53,7 @@ def collect(jobs, quick: bool) -> FigureData:
         theory_rows += [{"kappa": kappa, "s": float(s), "density": float(r)} for s, r in zip(grid, sol.spectrum(grid))]
         runs.append({**params, "d": group[0].problem["d"], "n_seeds": len(group), "t": t, "q": sol.q, "xi": sol.xi,
                      "omega": sol.omega, "rank_selected": bool(np.isfinite(sol.omega) and sol.omega > sol.q),
+                     "valid": sol.valid,
                      "sim_rank_fraction": float(np.mean(eigs > tol)), "theory_rank_fraction": sol.rank_fraction,
                      "sim_trace": float(eigs.mean()), "theory_trace": sol.trace,
                      "kolmogorov_distance": kolmogorov_distance(eigs, grid, _theory_cdf(sol, grid), tol)})
@@ -63,22 +65,17 @@ def collect(jobs, quick: bool) -> FigureData:
 
 def draw(data: FigureData):
     runs = data.meta["runs"]
-    fig, axes = subplots(len(runs))
+    fig, axes = subplots(len(runs), width=5.2)
     for ax, run in zip(axes, runs):
-        eigs = np.array(data.column("sim", "eigenvalue", kappa=run["kappa"]))
-        nonzero = eigs[eigs > 1e-2 * eigs.max()]
-        edges = np.histogram_bin_edges(nonzero, bins=max(8, min(40, nonzero.size // 3)))
-        # density of the non-zero eigenvalues normalised to their fraction, like the theory density
-        ax.hist(nonzero, bins=edges, weights=np.full(nonzero.size, 1.0 / (eigs.size * (edges[1] - edges[0]))),
-                alpha=0.5, label=f"simulation d={run['d']} ({run['n_seeds']} seeds), t={run['t']:g}")
-        s = np.array(data.column("theory", "s", kappa=run["kappa"]))
-        ax.plot(s, data.column("theory", "density", kappa=run["kappa"]), "r-", lw=1.8, label="theory (long time)")
+        kappa = run["kappa"]
+        spectrum_panel(ax, data.column("sim", "eigenvalue", kappa=kappa), run["sim_rank_fraction"],
+                       (data.column("theory", "s", kappa=kappa), data.column("theory", "density", kappa=kappa)),
+                       1.0 - run["theory_rank_fraction"],
+                       sim_label=f"simulation d={run['d']} ({run['n_seeds']} seeds), t={run['t']:g}",
+                       flagged=not run["valid"])
         sel = f", rank selection at omega={run['omega']:.2f}" if run["rank_selected"] else ""
-        ax.set_title(f"kappa={run['kappa']}: rank {run['sim_rank_fraction']:.3f} (sim) vs "
+        ax.set_title(f"kappa={kappa}: rank {run['sim_rank_fraction']:.3f} (sim) vs "
                      f"{run['theory_rank_fraction']:.3f} (theory){sel}", fontsize=8)
-        ax.set_xlabel("non-zero eigenvalue of S")
-        ax.set_ylabel("density (mass = rank fraction)")
-        ax.legend(fontsize=7)
     r = runs[0]
     fig.suptitle(f"alpha={r['alpha']}, kappa*={r['kappa_star']}, lam={r['lam']}, Delta={r['Delta']}", fontsize=9)
     return fig

@@ -6,14 +6,28 @@ sim/<metric>`` the summary's ``theory/<name>/<metric>`` values are drawn at the 
 The other swept keys (not following from x) split the jobs into series. When the jobs optimised another
 ``objective`` (summary ``objective_key``, e.g. Optuna's ``steps_to:sim/mse:0.02``) it gets its own panel.
 The learning curves ``y(t)`` (metrics.jsonl) are coloured by x. Failed jobs are marked on the x axis.
+
+The theories' values at the swept points are markers (nothing is known between them), except the long-time
+theory along a swept ``problem.alpha|kappa|lam|Delta``: it is solved on a fine grid of x (table ``theory_curve``,
+:data:`CURVE_POINTS` points per series) and drawn as a curve, grey and dashed where flagged ``valid=False``.
 """
 from __future__ import annotations
 
 import math
 
+import warnings
+
+import numpy as np
+
+from quadflow.theory import LongTimeValidityWarning, longtime_curve
 from quadflow.viz.figures.data import FigureData
 from quadflow.viz.figures.jobs import config_value, flat_config, series_label, varying_keys
 from quadflow.viz.figures.style import colors, log_axes, subplots
+from quadflow.viz.plots import FLAGGED_STYLE, flagged_label, plot_flagged
+
+CURVE_POINTS, QUICK_CURVE_POINTS = 60, 12  # the long-time theory's grid along x, per series
+CURVE_PARAMETERS = ("alpha", "kappa", "lam", "Delta")  # the problem parameters longtime_curve varies
+THEORY_MARKERS = ("s", "D", "^", "v")
 
 
 def _number(value) -> float:
@@ -23,6 +37,32 @@ def _number(value) -> float:
 def _x(value):
     """A config value as a table cell: numbers stay numbers, anything else a string."""
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+
+
+def longtime_rows(jobs, x: str, metric: str, series: str, points: int) -> list[dict]:
+    """Rows ``{series, theory: "longtime", x, y, valid (0/1)}``: the long-time ``metric`` (``mse``, ``test_error``,
+    ``train_loss``, ``in_sample_error`` or ``rank_fraction``) on ``points`` values of the swept ``x = problem.<p>``,
+    from the smallest to the largest swept value (log-spaced when they span a decade or more, and for lam), the
+    other parameters those of ``jobs[0]``; none when x is no :data:`CURVE_PARAMETERS` key or the jobs span a single
+    value."""
+    vary = x[len("problem."):]
+    if not x.startswith("problem.") or vary not in CURVE_PARAMETERS:
+        return []
+    values = sorted({float(config_value(j, x)) for j in jobs})
+    values = [v for v in values if v > 0] if vary == "lam" else values
+    if len(values) < 2:
+        return []
+    lo, hi = values[0], values[-1]
+    grid = np.geomspace(lo, hi, points) if lo > 0 and (hi / lo >= 10 or vary == "lam") else np.linspace(lo, hi, points)
+    fixed = {k: jobs[0].problem[k] for k in ("alpha", "kappa", "kappa_star", "lam", "Delta") if k != vary}
+    with warnings.catch_warnings():  # flagged points are drawn as such
+        warnings.simplefilter("ignore", LongTimeValidityWarning)
+        curve = longtime_curve(vary, grid, **fixed)
+    ys = curve[metric]
+    if metric == "test_error" and config_value(jobs[0], "data.noisy_test"):
+        ys = ys + (grid if vary == "Delta" else fixed["Delta"])  # 2 mse + Delta against noisy test labels
+    return [{"series": series, "theory": "longtime", "x": float(v), "y": float(yv), "valid": int(ok)}
+            for v, yv, ok, conv in zip(grid, ys, curve["valid"], curve["converged"]) if conv]
 
 
 def collect(jobs, quick: bool, x: str | None = None, y: str | None = None) -> FigureData:
@@ -49,12 +89,18 @@ def collect(jobs, quick: bool, x: str | None = None, y: str | None = None) -> Fi
             for key, value in j.summary.items():
                 parts = key.split("/")
                 if len(parts) == 3 and parts[0] == "theory" and parts[2] == metric and _number(value) == _number(value):
-                    theory.append({"x": xv, "series": series, "theory": parts[1], "y": float(value)})
+                    theory.append({"x": xv, "series": series, "theory": parts[1], "y": float(value),
+                                   "valid": int(j.summary.get(f"theory/{parts[1]}/valid", True) is not False)})
         curves += [{"job": j.path.name, "x": xv, "series": series, "t": r["t"], "y": _number(r.get(y))}
                    for r in j.rows if "t" in r and y in r]
+    curve = []
+    for series in dict.fromkeys(r["series"] for r in theory if r["theory"] == "longtime"):
+        group = [j for j in jobs if j.ok and series_label(j, series_keys) == series]
+        curve += longtime_rows(group, x, metric, series, QUICK_CURVE_POINTS if quick else CURVE_POINTS)
     first = flat_config(jobs[0].config)
     fixed = {k[len("problem."):]: v for k, v in first.items() if k.startswith("problem.") and k not in keys}
-    return FigureData("", tables={"sim": sim, "theory": theory, "curves": curves, "failed": failed},
+    return FigureData("", tables={"sim": sim, "theory": theory, "theory_curve": curve, "curves": curves,
+                                  "failed": failed},
                       meta={"x": x, "y": y, "series_keys": series_keys, "objective_key": objective_key,
                             "fixed": fixed, "jobs": len(jobs), "failed_jobs": len(failed)})
 
@@ -92,11 +138,7 @@ def _final_panel(ax, data: FigureData, value: str, pos: dict, ticks, ylabel: str
             ax.plot([pos[r["x"]] for r in off], [0.97] * len(off), "^", color=color, transform=ax.get_xaxis_transform(),
                     label=f"not reached / oscillating{tag}")
         if value == "y":
-            for i, name in enumerate(sorted({r["theory"] for r in data.tables["theory"] if r["series"] == s})):
-                th = sorted(((pos[r["x"]], r["y"]) for r in data.tables["theory"]
-                             if r["series"] == s and r["theory"] == name))
-                ax.plot(*zip(*th), ("-", "--", ":", "-.")[i % 4], color=color, label=f"{name}{tag}")
-                ys += [v for _, v in th]
+            ys += _theory_lines(ax, data, s, color, tag, pos)
         bad = [r for r in data.tables["failed"] if r["series"] == s]
         if bad:
             ax.plot([pos[r["x"]] for r in bad], [0.03] * len(bad), "x", color=color, transform=ax.get_xaxis_transform(),
@@ -110,6 +152,33 @@ def _final_panel(ax, data: FigureData, value: str, pos: dict, ticks, ylabel: str
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7)
+
+
+def _theory_lines(ax, data: FigureData, series: str, color, tag: str, pos: dict) -> list:
+    """The theories of one series: a fine-grid curve (table ``theory_curve``) where there is one, else markers at
+    the swept points; flagged values (``valid`` 0) in :data:`FLAGGED_STYLE`. Returns the y values drawn."""
+    curves = [r for r in data.tables.get("theory_curve", []) if r["series"] == series]
+    ys = []
+    names = sorted({r["theory"] for r in data.tables["theory"] if r["series"] == series})
+    for i, name in enumerate(names):
+        curve = sorted((r for r in curves if r["theory"] == name), key=lambda r: r["x"])
+        if curve:
+            plot_flagged(ax, [r["x"] for r in curve], [r["y"] for r in curve], [r["valid"] == 1 for r in curve],
+                         color=color, label=f"{name} (theory){tag}")
+            ys += [r["y"] for r in curve]
+            continue
+        points = [r for r in data.tables["theory"] if r["series"] == series and r["theory"] == name]
+        ok = [r for r in points if r.get("valid", 1) == 1]  # saved data without the column: nothing flagged
+        marker = THEORY_MARKERS[i % len(THEORY_MARKERS)]
+        if ok:
+            ax.plot([pos[r["x"]] for r in ok], [r["y"] for r in ok], marker, ls="none", ms=4, color=color,
+                    label=f"{name} (theory){tag}")
+        flagged = [r for r in points if r not in ok]
+        if flagged:
+            ax.plot([pos[r["x"]] for r in flagged], [r["y"] for r in flagged], marker, ls="none", ms=4,
+                    color=FLAGGED_STYLE["color"], label=flagged_label(ax))
+        ys += [r["y"] for r in points]
+    return ys
 
 
 def _curves_panel(fig, ax, data: FigureData, pos: dict, ticks) -> None:

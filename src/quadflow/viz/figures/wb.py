@@ -73,7 +73,7 @@ def log_figure(data: FigureData, png: Path, *, out_dir: Path, mode: str | None =
                                                           data=[[r.get(c) for c in columns] for r in rows])
     sink.run.log(logged)
     try:
-        sink.log_charts({f"charts/{table}/{quantity}": sink.line_chart(series, xname=x,
+        sink.log_charts({f"charts/{table}/{quantity}": sink.line_chart(series, xname=x, yname=quantity,
                                                                        title=f"{data.name} ({table}): {quantity}")
                          for table, rows in data.tables.items()
                          for quantity, x, series in table_charts(rows, data.meta.get("vary"))})
