@@ -44,7 +44,7 @@ def uses_closure(optimizer: torch.optim.Optimizer) -> bool:
     return bool(getattr(optimizer, "uses_closure", False)) or isinstance(optimizer, torch.optim.LBFGS)
 
 
-__all__ = ["PRESETS", "RK4", "by_name", "follows_flow", "optimizer_factory", "uses_closure"]
+__all__ = ["PRESETS", "RK4", "by_name", "follows_flow", "optimizer_factory", "sgd_settings", "uses_closure"]
 
 
 def gd_mismatch(optimizer: torch.optim.Optimizer, h: float) -> str | None:
@@ -64,6 +64,25 @@ def gd_mismatch(optimizer: torch.optim.Optimizer, h: float) -> str | None:
     if abs(lr - h) > 1e-12 * h:
         differ.insert(0, f"lr={lr:g} with trainer.h={h:g}")
     return f"{name}({', '.join(differ)})" if differ else None
+
+
+def sgd_settings(optimizer: torch.optim.Optimizer) -> dict | None:
+    """The update of ``optimizer`` as the DMFT's effective process runs it, or None when it cannot.
+
+    It can for ``torch.optim.SGD`` (the class itself) with every parameter group alike, ``weight_decay`` 0
+    and ``maximize`` False (quadflow puts the l2 term in the loss): returns ``{"lr", "momentum",
+    "dampening", "nesterov"}`` as float, float, float, bool. Adam, RK4, subclasses and users' classes give None.
+    """
+    if type(optimizer) is not torch.optim.SGD:
+        return None
+    keys = ("lr", "momentum", "dampening", "nesterov", "weight_decay", "maximize")
+    first = optimizer.param_groups[0]
+    if any(group[k] != first[k] for group in optimizer.param_groups[1:] for k in keys):
+        return None
+    if first["weight_decay"] != 0 or first["maximize"]:
+        return None
+    return {"lr": float(first["lr"]), "momentum": float(first["momentum"]), "dampening": float(first["dampening"]),
+            "nesterov": bool(first["nesterov"])}
 
 
 def follows_flow(optimizer: torch.optim.Optimizer) -> bool:

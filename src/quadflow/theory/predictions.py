@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from quadflow.optim import gd_mismatch
+from quadflow.optim import gd_mismatch, sgd_settings
 from quadflow.problem import Problem
 from quadflow.theory.dmft import CURVES
 
@@ -162,7 +162,9 @@ class LongTime:
 
 
 class DMFT:
-    """The DMFT of discrete GD at the run's step h on a ``d_eff`` instance (docs/theory.md section 4)."""
+    """The DMFT of the run's full-batch optimiser on a ``d_eff`` instance (docs/theory.md section 4): followed
+    when it is ``torch.optim.SGD`` (any lr, momentum, dampening, Nesterov; no weight decay), otherwise
+    discrete GD at the run's step h is drawn, with a warning naming what the curve does not describe."""
 
     name = "dmft"
 
@@ -184,18 +186,30 @@ class DMFT:
         from quadflow.theory.dmft import solve_dmft
 
         mismatch = run.gd_mismatch()
+        optim, unfollowed, drawn = None, mismatch, f"full-batch GD at step h={run.h:g}"
         if mismatch is not None:
-            warnings.warn(f"the DMFT describes full-batch GD at step h={run.h:g}; this run uses {mismatch}: the "
-                          "theory/dmft curve drawn is that GD's, not this run's", RuntimeWarning)
+            try:
+                probe = run.make_optimizer([torch.zeros(1, requires_grad=True)])
+            except Exception:  # not buildable on a probe parameter: not an SGD the DMFT can follow
+                probe = None
+            if probe is not None and sgd_settings(probe) is not None:
+                optim = run.make_optimizer
+                unfollowed = None if run.batch_size is None else f"minibatches of {run.batch_size}"
+                if (followed := gd_mismatch(probe, run.h)) is not None:
+                    drawn = f"full-batch {followed}"
+        if unfollowed is not None:
+            warnings.warn(f"the DMFT follows full-batch torch.optim.SGD (momentum, Nesterov, any lr); this run uses "
+                          f"{unfollowed}: the theory/dmft curve drawn is {drawn}, not this run's", RuntimeWarning)
         res = solve_dmft(run.problem.realised(), h=run.h, steps=run.steps, d_eff=self.d_eff, samples=self.samples,
                          seed=self.seed, device=run.device, tol=self.tol, max_iter=self.max_iter,
-                         window=self.window, noisy_test=run.noisy_test, callback=self._progress(run.progress, run.steps + 1))
+                         window=self.window, noisy_test=run.noisy_test, optim=optim,
+                         callback=self._progress(run.progress, run.steps + 1))
         return Prediction(self.name, curves=_curves(res), summary={
             "converged": bool(res["converged"]), "iterations": int(res["iterations"]),
             "residual": float(res["residuals"][-1]) if len(res["residuals"]) else None,
             "windows_not_converged": sum(not w["converged"] for w in res["windows"]),
             "wall_time_s": float(res["wall_time"]), "d_eff": self.d_eff, "samples": self.samples,
-            "describes_run": mismatch is None, "drawn_instead_of": mismatch})
+            "describes_run": unfollowed is None, "drawn_instead_of": unfollowed})
 
     def _progress(self, bar: bool, total: int):
         """Progress of the solve (steps solved: marched, or in converged windows) to the ``quadflow`` logger

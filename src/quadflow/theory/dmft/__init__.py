@@ -1,4 +1,4 @@
-"""Transient DMFT of discrete-time GD (docs/theory.md section 4).
+"""Transient DMFT of discrete-time GD and of SGD with momentum (docs/theory.md section 4).
 
 - :mod:`~quadflow.theory.dmft.solver`: :func:`solve_dmft`, the fixed point over the
   kernels ``(C_r, K)``, with its argument checks and memory estimate.

@@ -12,6 +12,16 @@ time (U held fixed, memory feedback included):
 
     dGamma_k = -dE_k + sum_{j<k} K_kj dE_j + P_k,   dW_{k+1} = dW_k M_k + 2 h W_k dGamma_k
 
+With momentum ``mu > 0`` the step is ``torch.optim.SGD(lr, momentum=mu, dampening=tau, nesterov)`` on the
+effective gradient ``g_k = -2 W_k (Gamma_k - lam I)`` (quadflow's loss scaling), written with
+``G_k = -g_k / 2 = W_k (Gamma_k - lam I)``:
+
+    V_0 = G_0,   V_k = mu V_{k-1} + (1 - tau) G_k,   W_{k+1} = W_k + 2 lr (G_k + mu V_k  if nesterov  else V_k)
+
+and the tangent is the same linear recursion on ``dG_k = dW_k (Gamma_k - lam I) + W_k dGamma_k`` and
+``dV_k``. The time axis stays ``t = step * h`` whatever ``lr``; with ``mu = 0`` the step is the GD map
+above with ``h`` replaced by ``lr``.
+
 so that ``R_kj ~ (1/D) <P_j, dS_k>`` (Hutchinson; ``D = d(d+1)/2``; exact in
 expectation because the probes have i.i.d. N(0, 1) coordinates in an
 orthonormal basis of Sym(d)). With ``channels = P`` there are P tangents, the
@@ -131,7 +141,9 @@ class EffectiveProcess:
 
     Args:
         draws: frozen randomness (T steps, B samples, width m, dimension d).
-        alpha, h, lam: sample ratio, step size, l2 strength.
+        alpha, h, lam: sample ratio, step size (the default ``lr``), l2 strength.
+        lr, momentum, dampening, nesterov: the parameter update, ``torch.optim.SGD``'s semantics on the
+            effective gradient (module docstring); ``lr`` None is ``h``, ``momentum`` 0 is plain GD.
         channels: number P of tangents; tangent c receives the probes of the times
             j = c mod P only, so the estimate of column j of R picks up cross terms
             from T/P injections instead of T (cost: P tangents).
@@ -148,17 +160,21 @@ class EffectiveProcess:
 
     Attributes (per sample, over steps 0..T): ``C_e``, ``R`` (B, T+1, T+1), filled in rows ``[0, stop)``
     of the last run; ``hist_e`` (T+1, B, d, d): the errors ``E_k``; ``hist_t`` (T+1, B, P, d, d): ``dS_k`` of
-    each tangent.
+    each tangent. With momentum, the state at step ``done`` also holds the momentum buffer ``V`` (B, m, d)
+    and its tangents ``dV`` (B, m, P, d) (None before the first step).
 
     Cost of a window of w rows ending at b: O(w m d^2 B (2 + 3P)) for the step products, O(w b d^2 B (1 + P))
     for memory, noise, C_e and R (as products of w rows; one row per step when marching).
     """
 
-    def __init__(self, draws: Draws, *, alpha: float, h: float, lam: float, channels: int = 1,
+    def __init__(self, draws: Draws, *, alpha: float, h: float, lam: float, lr: float | None = None,
+                 momentum: float = 0.0, dampening: float = 0.0, nesterov: bool = False, channels: int = 1,
                  spectrum_steps=(), block: int = 32, kernel_dtype: torch.dtype | None = None,
                  tangent_dtype: torch.dtype | None = None):
         T, B, m, d = draws.shape
         self.draws, self.alpha, self.h, self.lam, self.P, self.block = draws, alpha, h, lam, channels, block
+        self.lr = h if lr is None else lr
+        self.momentum, self.dampening, self.nesterov = momentum, dampening, nesterov
         self.spectrum_steps = frozenset(int(s) for s in spectrum_steps)
         dev, td = draws.w0.device, tangent_dtype or draws.w0.dtype
         self.probes = draws.probes.to(td)  # no copy when the draws hold them in td
@@ -167,8 +183,9 @@ class EffectiveProcess:
         self.C_e = torch.zeros(B, T + 1, T + 1, dtype=kernel_dtype or draws.w0.dtype, device=dev)
         self.R = torch.zeros_like(self.C_e)
         self.spectra: dict = {}
-        self.done = 0  # rows [0, done) are frozen; w, dw are the states at step done
+        self.done = 0  # rows [0, done) are frozen; w, dw (and buf, dbuf with momentum) are the states at step done
         self.w, self.dw = draws.w0, torch.zeros(B, m, channels, d, dtype=td, device=dev)
+        self.buf = self.dbuf = None
         self._next = None
 
     def run(self, K: torch.Tensor, L: torch.Tensor, stop: int, fill=None) -> None:
@@ -187,14 +204,15 @@ class EffectiveProcess:
         matrix product per sample: ``[dW_1 .. dW_P]^T W`` (P d x m by m x d), ``[dW_1 .. dW_P] M`` (m P x d
         by d x d) and ``W [dGamma_1 .. dGamma_P]`` (m x d by d x P d)."""
         T, B, m, d = self.draws.shape
-        a, P, h = self.done, self.P, self.h
+        a, P, lr = self.done, self.P, self.lr
         block = 1 if fill is not None else self.block
         hist_e, hist_t, s_star = self.hist_e, self.hist_t, self.draws.s_star
         de, dt = hist_e.dtype, hist_t.dtype
         flat_e, flat_t = hist_e.view(T + 1, B * d * d), hist_t.view(T + 1, B * P * d * d)
         goe = self.draws.goe.view(T + 1, B * d * d)
-        shrink = (1.0 - 2.0 * h * self.lam) * torch.eye(d, dtype=de, device=hist_e.device)
-        w, dw = self.w, self.dw
+        eye = torch.eye(d, dtype=de, device=hist_e.device)
+        shrink = (1.0 - 2.0 * lr * self.lam) * eye
+        w, dw, buf, dbuf = self.w, self.dw, self.buf, self.dbuf
         for k in range(a, stop):
             torch.baddbmm(s_star, w.mT, w, beta=-1.0, alpha=1.0 / m, out=hist_e[k])  # E_k = W^T W / m - S*
             w_t = w.to(dt)
@@ -219,12 +237,29 @@ class EffectiveProcess:
                 gamma += (K[k, start:k].to(de) @ flat_e[start:k]).view(B, d, d)
                 dgamma += (K[k, start:k].to(dt) @ flat_t[start:k]).view(B, P, d, d)
             dgamma[:, k % P] += self.probes[k]
-            step = torch.add(shrink, gamma, alpha=2.0 * h)  # M_k = (1 - 2 h lam) I + 2 h Gamma_k
-            moved = (dw.view(B, m * P, d) @ step.to(dt)).view(B, m, P * d)
-            dw = torch.baddbmm(moved, w_t, dgamma.transpose(1, 2).reshape(B, d, P * d),
-                               alpha=2.0 * h).view(B, m, P, d)
-            w = w @ step
-        self._next = (stop, w, dw)
+            dgamma_flat = dgamma.transpose(1, 2).reshape(B, d, P * d)  # [dGamma_1 .. dGamma_P]
+            if self.momentum == 0:
+                step = torch.add(shrink, gamma, alpha=2.0 * lr)  # M_k = (1 - 2 lr lam) I + 2 lr Gamma_k
+                moved = (dw.view(B, m * P, d) @ step.to(dt)).view(B, m, P * d)
+                dw = torch.baddbmm(moved, w_t, dgamma_flat, alpha=2.0 * lr).view(B, m, P, d)
+                w = w @ step
+                continue
+            drift = torch.sub(gamma, eye, alpha=self.lam)  # Gamma_k - lam I
+            grad = w @ drift  # G_k = -g_k / 2
+            dgrad = torch.baddbmm((dw.view(B, m * P, d) @ drift.to(dt)).view(B, m, P * d), w_t,
+                                  dgamma_flat).view(B, m, P, d)
+            if k == 0:
+                buf, dbuf = grad, dgrad
+            else:
+                buf = torch.add(grad.mul(1.0 - self.dampening), buf, alpha=self.momentum)
+                dbuf = torch.add(dgrad.mul(1.0 - self.dampening), dbuf, alpha=self.momentum)
+            if self.nesterov:
+                w = w + 2.0 * lr * torch.add(grad, buf, alpha=self.momentum)
+                dw = dw + 2.0 * lr * torch.add(dgrad, dbuf, alpha=self.momentum)
+            else:
+                w = torch.add(w, buf, alpha=2.0 * lr)
+                dw = torch.add(dw, dbuf, alpha=2.0 * lr)
+        self._next = (stop, w, dw, buf, dbuf)
         if fill is None:
             self._kernel_rows(a, stop)
 
@@ -247,16 +282,17 @@ class EffectiveProcess:
 
     def freeze(self) -> None:
         """Freeze the rows of the last :meth:`run` and move the start of the next window to its end."""
-        self.done, self.w, self.dw = self._next
+        self.done, self.w, self.dw, self.buf, self.dbuf = self._next
 
 
 def run_pass(draws: Draws, K: torch.Tensor, L: torch.Tensor, *, alpha: float, h: float, lam: float,
-             channels: int = 1, spectrum_steps=(), block: int = 32, keep_states: bool = False) -> PassResult:
+             channels: int = 1, spectrum_steps=(), block: int = 32, keep_states: bool = False,
+             **sgd) -> PassResult:
     """One full pass of the effective process and its tangent(s) for T steps under kernels ``K`` and ``L``
-    (both (T+1, T+1); see :class:`EffectiveProcess` for the arguments); ``keep_states`` also returns the
-    error trajectory ``E`` (diagnostics, tests)."""
+    (both (T+1, T+1); see :class:`EffectiveProcess` for the arguments, ``sgd`` its ``lr``, ``momentum``,
+    ``dampening``, ``nesterov``); ``keep_states`` also returns the error trajectory ``E`` (diagnostics, tests)."""
     T = draws.shape[0]
     proc = EffectiveProcess(draws, alpha=alpha, h=h, lam=lam, channels=channels, spectrum_steps=spectrum_steps,
-                            block=block)
+                            block=block, **sgd)
     proc.run(K, L, T + 1)
     return PassResult(C_e=proc.C_e, R=proc.R, spectra=proc.spectra, E=proc.hist_e.clone() if keep_states else None)

@@ -1,4 +1,4 @@
-"""Transient DMFT for discrete-time GD (docs/theory.md section 4): :func:`solve_dmft`.
+"""Transient DMFT for discrete-time GD and SGD with momentum (docs/theory.md section 4): :func:`solve_dmft`.
 
 The fixed point over the kernels (C_r, K) couples the parameter-side effective
 process (:mod:`quadflow.theory.dmft.process`, d_eff x d_eff matrices, ``samples``
@@ -24,7 +24,8 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from quadflow.problem import Problem, check_domain
+from quadflow.optim import gd_mismatch, optimizer_factory, sgd_settings
+from quadflow.problem import H_MAX, Problem, check_domain
 from quadflow.runtime.device import resolve_device
 from quadflow.runtime.memory import require_bytes
 from quadflow.theory.dmft.kernels import row_change, sample_rows, sample_side
@@ -60,6 +61,28 @@ def _check(h, steps, d_eff, samples, channels, tol, max_iter, damping, spectrum_
                       "R is noisier; increase d_eff", RuntimeWarning, stacklevel=3)
 
 
+def _sgd(optim, h: float) -> dict:
+    """The effective process's update for ``optim`` (None, a preset name or ``params -> Optimizer``):
+    ``{"lr", "momentum", "dampening", "nesterov"}`` (:func:`quadflow.optim.sgd_settings`), checked."""
+    if optim is None:
+        return {"lr": h, "momentum": 0.0, "dampening": 0.0, "nesterov": False}
+    factory = optimizer_factory(optim, h)
+    try:
+        probe = factory([torch.zeros(1, requires_grad=True)])
+    except Exception as err:  # the factory's own refusal (e.g. a negative momentum), named
+        raise ValueError(f"optim={optim!r} cannot be built: {err}") from None
+    sgd = sgd_settings(probe)
+    if sgd is None:
+        raise ValueError(f"optim={gd_mismatch(probe, h)} is not followed by the DMFT: allowed torch.optim.SGD "
+                         "(lr, momentum, dampening, nesterov) without weight_decay or maximize")
+    for key, value, ok, allowed in (("lr", sgd["lr"], 0 < sgd["lr"] <= H_MAX, f"(0, {H_MAX:g}]"),
+                                    ("momentum", sgd["momentum"], 0 <= sgd["momentum"] < 1, "[0, 1)"),
+                                    ("dampening", sgd["dampening"], 0 <= sgd["dampening"] <= 1, "[0, 1]")):
+        if not ok:
+            raise ValueError(f"optim {key}={value!r} is out of range: allowed {allowed}")
+    return sgd
+
+
 def memory_bytes(steps: int, d_eff: int, samples: int, channels: int, itemsize: int = 8,
                  kernel_itemsize: int = 8, tangent_itemsize: int = 4) -> int:
     """Peak bytes of a solve. Per (T+1) x samples x d_eff^2 numbers (``T = steps``): the error history and
@@ -73,7 +96,7 @@ def memory_bytes(steps: int, d_eff: int, samples: int, channels: int, itemsize: 
 
 
 def _check_stable(C_e: torch.Tensor, rows, a: int, h: float) -> None:
-    """Raise when the effective process or its response diverged (GD step too large) in rows ``[a, b)``."""
+    """Raise when the effective process or its response diverged (step too large) in rows ``[a, b)``."""
     diag_e = torch.diagonal(C_e)
     diag_r = torch.diagonal(rows.C_r[:, a:])
     bad = ~torch.isfinite(rows.K).all(1)
@@ -82,7 +105,8 @@ def _check_stable(C_e: torch.Tensor, rows, a: int, h: float) -> None:
     if bool(bad.any()):
         k = a + int(torch.nonzero(bad)[0])
         raise ValueError(f"h={h} is too large for stability: the effective process diverged at step {k} "
-                         f"(t={k * h:.3g}); reduce h (GD needs roughly h < 1/(2 lambda_max(S)))")
+                         f"(t={k * h:.3g}); reduce h (GD needs roughly h < 1/(2 lambda_max(S)), heavy-ball "
+                         "momentum mu roughly lr < (1 + mu)/(2 lambda_max(S)))")
 
 
 def _curves(side, p: Problem, noisy_test: bool) -> dict:
@@ -184,13 +208,18 @@ def solve_dmft(p: Problem, h: float = 0.05, steps: int = 400, d_eff: int = 64, s
                tangent_dtype: torch.dtype = torch.float32, tol: float = 1e-4,
                max_iter: int = 60, damping: float = 0.0, window: int | None = WINDOW, spectrum_steps=(),
                callback=None, save_kernels: str | None = None, return_kernels: bool = False,
-               noisy_test: bool = False, delta: float | None = None) -> dict:
-    """Solve the discrete-time DMFT of GD ``W <- W + 2h (W Gamma - lam W)`` for ``steps`` steps.
+               noisy_test: bool = False, delta: float | None = None, optim=None) -> dict:
+    """Solve the discrete-time DMFT of GD ``W <- W + 2h (W Gamma - lam W)`` (or of ``optim``) for ``steps`` steps.
 
     Args:
         p: the problem; only its ratios (kappa, kappa_star, alpha, Delta, lam, sigma0)
             enter, the parameter side is simulated at ``d_eff`` (p.d is ignored).
         h, steps: GD step size (paper's time, t = step * h) and number of steps.
+        optim: the parameter update, as the simulation takes it: None or ``"gd"`` (GD at step h), a preset
+            name (``"momentum"``: ``torch.optim.SGD(lr=h, momentum=0.9)``) or a callable ``params ->
+            Optimizer``. The DMFT follows ``torch.optim.SGD`` with any ``lr`` (the time axis stays
+            ``t = step * h``), ``momentum`` in [0, 1), ``dampening`` in [0, 1] and ``nesterov``, without
+            ``weight_decay`` or ``maximize``; anything else (Adam, RK4, a user's class) raises ValueError.
         d_eff: dimension of the effective matrix process (>= ``MIN_D_EFF`` = 8; O(1/d_eff) bias).
         samples: independent copies of the effective process averaged in the kernels.
         channels: tangents per sample for the estimate of R (probes of times j = c mod
@@ -248,6 +277,7 @@ def solve_dmft(p: Problem, h: float = 0.05, steps: int = 400, d_eff: int = 64, s
     """
     spectrum_steps = tuple(sorted({int(s) for s in spectrum_steps}))
     _check(h, steps, d_eff, samples, channels, tol, max_iter, damping, spectrum_steps)
+    sgd = _sgd(optim, h)
     if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
         raise ValueError(f"window must be an integer >= 1 or None, got {window!r}")
     start = time.perf_counter()
@@ -261,7 +291,7 @@ def solve_dmft(p: Problem, h: float = 0.05, steps: int = 400, d_eff: int = 64, s
     kd = torch.float64
     proc = EffectiveProcess(draw(replace(p, d=d_eff), steps, samples, seed, dev, dtype, probe_dtype=tangent_dtype),
                             alpha=p.alpha, h=h, lam=p.lam, channels=channels, spectrum_steps=spectrum_steps,
-                            kernel_dtype=kd, tangent_dtype=tangent_dtype)
+                            kernel_dtype=kd, tangent_dtype=tangent_dtype, **sgd)
     T1 = steps + 1
     A, L, K = (torch.zeros(T1, T1, dtype=kd, device=dev) for _ in range(3))  # L: Cholesky factor of C_r
     if window == 1:
