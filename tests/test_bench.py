@@ -110,3 +110,14 @@ def test_jsonable_makes_strict_json():
     data = {"a": float("nan"), "b": torch.tensor([1.0, 2.0]), "c": (1, float("inf"))}
     assert json.loads(json.dumps(bench.jsonable(data), allow_nan=False)) == {"a": None, "b": [1.0, 2.0],
                                                                              "c": [1, None]}
+
+
+def test_quick_dmft_optimisers_section_times_each_followed_optimiser_against_gd():
+    from benchmarks import dmft
+
+    res = dmft.optimisers("cpu", quick=True)
+    assert (res["d_eff"], res["T"]) == (24, 60)
+    assert [name for name, _ in dmft.OPTIMISERS] == ["gd", "momentum", "adam"]
+    for name, _ in dmft.OPTIMISERS:
+        assert res[name]["seconds"] > 0 and res[name]["converged"]
+        assert res[name]["over_gd"] == res[name]["seconds"] / res["gd"]["seconds"]

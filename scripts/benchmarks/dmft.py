@@ -11,6 +11,8 @@ cost against the simulation at equal statistical error.
   float32 GEMM peaks measured in the same run; the speed-up; and the agreement of the curves (max over
   t > 0 of |new - old| / jackknife error of the old, and the max relative gap).
 - ``windows``: the current solver at one size for several window lengths (the default's choice).
+- ``optimisers``: the solve that follows GD, heavy-ball momentum 0.9 and Adam (lr 0.01) at (d_eff, T) =
+  (128, 1000) (the speed problem), each in seconds and as a ratio to GD's in the same run.
 - ``app_default``: the app's default CPU-sized solve (d_eff=64, T=400, 4 samples).
 - ``equal_error``: relative statistical error (RMS over t of seed-to-seed std / mean
   of mse) of the DMFT and of the simulation (Gaussian inputs) at two d; the d
@@ -35,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 from benchmarks import baseline  # noqa: E402
 from benchmarks.sim import gemm_peak  # noqa: E402
 from quadflow import Problem, simulate  # noqa: E402
+from quadflow.optim import by_name  # noqa: E402
 from quadflow.theory.dmft import solve_dmft  # noqa: E402
 
 PROBLEM = dict(kappa=1.5, kappa_star=0.5, alpha=1.5, Delta=0.2, lam=0.05)
@@ -43,6 +46,7 @@ SPEED_PROBLEM = dict(kappa=1.2, kappa_star=0.4, alpha=0.7, Delta=0.1, lam=0.02)
 SPEED_H = 0.02
 SPEED_SIZES = ((64, 400), (128, 400), (64, 1000), (128, 1000))
 WINDOWS = (1, 5, 10, 25, 50)
+OPTIMISERS = (("gd", None), ("momentum", "momentum"), ("adam", by_name("adam", 0.01)))  # what the DMFT follows
 CURVE_KEYS = ("mse", "train_loss", "in_sample_error")
 
 
@@ -134,6 +138,17 @@ def windows(device: str, quick: bool) -> list[dict]:
     return out
 
 
+def optimisers(device: str, quick: bool) -> dict:
+    """The DMFT following each optimiser of :data:`OPTIMISERS` at one size, with its time over GD's."""
+    d_eff, steps = (24, 60) if quick else (128, 1000)
+    peaks = gemm_peaks(device, quick)
+    rows = {name: _timed(solve_dmft, d_eff, steps, device, peaks, optim=optim)[0] for name, optim in OPTIMISERS}
+    for name, row in rows.items():
+        row["over_gd"] = row["seconds"] / rows["gd"]["seconds"]
+        print(f"[dmft] D={d_eff} T={steps} {name}: {row['seconds']:.1f} s ({row['over_gd']:.2f}x GD)", flush=True)
+    return {"d_eff": d_eff, "T": steps, **rows}
+
+
 def _solve(d_eff: int, steps: int, device: str, seed: int = 0, samples: int = 4) -> dict:
     t0 = time.perf_counter()
     th = solve_dmft(Problem(d=d_eff, **PROBLEM), h=H, steps=steps, d_eff=d_eff, samples=samples, seed=seed,
@@ -180,7 +195,8 @@ def run(quick: bool = False, device: str = "cpu", threads: int = 1) -> dict:
     """
     torch.set_num_threads(threads)
     strip = lambda r: {k: v for k, v in r.items() if k != "mse"}  # noqa: E731
-    out = {"device": device, "threads": threads, "speed": speed(device, quick), "windows": windows(device, quick)}
+    out = {"device": device, "threads": threads, "speed": speed(device, quick), "windows": windows(device, quick),
+           "optimisers": optimisers(device, quick)}
     if not quick:
         out["app_default"] = strip(_solve(64, 400, device))
     out["equal_error"] = {"problem": PROBLEM, "h": H, **equal_error(device, quick)}

@@ -21,7 +21,7 @@ def test_panels_overlay_sim_and_every_theory_against_t_on_log_axes(script):
     (section,) = workspace.sections
     panels = {p.y[0]: p for p in section.panels}
     assert list(panels) == ["sim/mse", "sim/test_error", "sim/train_loss", "sim/in_sample_error",
-                            "sim/rank_fraction"]
+                            "sim/rank_fraction", "sim/trace", "sim/loss_reg"]
     for sim_key, panel in panels.items():
         metric = sim_key.split("/")[1]
         assert panel.x == "t" and panel.log_x is True

@@ -4,21 +4,19 @@ The effective process runs ``torch.optim.SGD``'s update on the effective gradien
 section 4); these tests check it against GD (momentum 0), finite differences, the population flow
 (alpha -> infinity) and GOE-design simulations with ``optim="momentum"``.
 """
-import dataclasses
 import functools
-import math
 import warnings
 
 import numpy as np
 import pytest
 import torch
 
-from quadflow import Problem, simulate
+from quadflow import Problem
 from quadflow.optim import by_name, sgd_settings
 from quadflow.theory.dmft import solve_dmft
-from quadflow.theory.dmft.process import draw, run_pass
 from quadflow.theory.population import solve_population
 from quadflow.theory.predictions import DMFT, RunInfo
+from dmft_checks import assert_dmft_follows, finite_difference_response, goe_gaps
 
 CURVE_KEYS = ("mse", "train_loss", "in_sample_error")
 SGD_VARIANTS = {
@@ -56,29 +54,12 @@ def test_momentum_response_equals_finite_differences_of_the_process(variant):
     # w.r.t. the probes injected into Gamma (U held fixed, memory included): R_kj = <P_j, dS_k>/D against
     # central finite differences, error O(eps^2) ~ 1e-8 relative, as for GD in test_dmft.py.
     q = Problem(d=10, kappa=0.7, kappa_star=0.4, alpha=1.0, Delta=0.2, lam=0.1)
-    steps, h, channels = 15, 0.05, 2
     sgd = {"lr": 0.04, "dampening": 0.0, "nesterov": False, **SGD_VARIANTS[variant]}
-    draws = draw(q, steps, 1, seed=5, device=torch.device("cpu"), dtype=torch.float64)
-    gen = torch.Generator().manual_seed(0)
-    K = 0.05 * torch.tril(torch.rand(steps + 1, steps + 1, generator=gen, dtype=torch.float64), -1)
-    L = math.sqrt(4 * q.alpha) * torch.eye(steps + 1, dtype=torch.float64)  # U_k = G_k exactly
-    base = run_pass(draws, K, L, alpha=q.alpha, h=h, lam=q.lam, channels=channels, **sgd)
-    eps = 1e-5
-    fd = torch.zeros(steps + 1, steps + 1, dtype=torch.float64)
-    for c in range(channels):
-        shifted = []
-        for sign in (1, -1):
-            goe = draws.goe.clone()
-            goe[c:steps:channels] += sign * eps * draws.probes[c::channels]
-            shifted.append(run_pass(dataclasses.replace(draws, goe=goe), K, L, alpha=q.alpha, h=h, lam=q.lam,
-                                    keep_states=True, **sgd).E)
-        dE = (shifted[0] - shifted[1]) / (2 * eps)
-        fd[:, c:steps:channels] = torch.einsum("kbxy,jbxy->kj", dE, draws.probes[c::channels]) / (q.d * (q.d + 1) / 2)
-    fd = torch.tril(fd, -1)
-    assert torch.allclose(base.R[0], fd, rtol=0, atol=1e-7 * float(fd.abs().max()))
+    R, fd = finite_difference_response(q, steps=15, channels=2, shift=1e-5, **sgd)
+    assert torch.allclose(R, fd, rtol=0, atol=1e-7 * float(fd.abs().max()))
     # the response differs from GD's at the same lr (the buffer's memory is in it)
-    gd = run_pass(draws, K, L, alpha=q.alpha, h=h, lam=q.lam, channels=channels, lr=0.04)
-    assert float((gd.R[0] - fd).abs().max()) > 0.1 * float(fd.abs().max())
+    gd, _ = finite_difference_response(q, steps=15, channels=2, shift=1e-5, lr=0.04)
+    assert float((gd - fd).abs().max()) > 0.1 * float(fd.abs().max())
 
 
 @pytest.mark.parametrize("variant", ["heavy-ball", "nesterov"])
@@ -114,7 +95,6 @@ def test_windows_carry_the_momentum_buffer():
 
 
 @pytest.mark.parametrize("optim, match", [
-    ("adam", r"optim=Adam is not followed by the DMFT"),
     ("rk4", r"optim=RK4 is not followed"),
     (by_name("gd", 0.05, weight_decay=1e-3), r"optim=SGD\(weight_decay=0.001\) is not followed"),
     (_sgd(0.05, momentum=1.0), r"optim momentum=1.0 is out of range: allowed \[0, 1\)"),
@@ -155,26 +135,9 @@ def test_app_component_follows_momentum_and_names_what_it_cannot():
                                             r"SGD\(momentum=0\.9\)"):
         pred = DMFT(d_eff=24, samples=1).compute(_run(momentum, batch_size=100))
     assert pred.summary["describes_run"] is False and pred.summary["drawn_instead_of"] == "minibatches of 100"
-    with pytest.warns(RuntimeWarning, match=r"uses Adam: the theory/dmft curve drawn is full-batch GD at step h=0.05"):
-        pred = DMFT(d_eff=24, samples=1).compute(_run(by_name("adam", 0.05)))
-    assert pred.summary["describes_run"] is False and pred.summary["drawn_instead_of"] == "Adam"
-
-
-def _gaps(p: Problem, h: float, steps: int, seeds: int, d_eff: int, samples: int) -> dict:
-    """Mean over t >= 1 of |theory/sim - 1| against GOE-design momentum-0.9 simulations (fp64, mean over
-    seeds), for the momentum DMFT and for GD's DMFT (the curve drawn before the DMFT followed momentum)."""
-    sims = [simulate(p, h=h, steps=steps, seed=s, design="goe", precision="fp64", optim="momentum",
-                     record_steps=np.arange(steps + 1)) for s in range(seeds)]
-    theories = {"momentum": solve_dmft(p, h=h, steps=steps, d_eff=d_eff, samples=samples, seed=1000,
-                                       optim="momentum"),
-                "gd": solve_dmft(p, h=h, steps=steps, d_eff=d_eff, samples=samples, seed=1000)}
-    late = sims[0]["t"] >= 1
-    out = {}
-    for k in ("mse", "train_loss"):
-        sim = np.mean([s[k] for s in sims], 0)
-        for name, th in theories.items():
-            out[name, k] = float(np.mean(np.abs(th[k] / sim - 1)[late]))
-    return out
+    with pytest.warns(RuntimeWarning, match=r"uses RK4: the theory/dmft curve drawn is full-batch GD at step h=0.05"):
+        pred = DMFT(d_eff=24, samples=1).compute(_run(by_name("rk4", 0.05)))
+    assert pred.summary["describes_run"] is False and pred.summary["drawn_instead_of"] == "RK4"
 
 
 MOMENTUM_CASE = dict(kappa=1.5, kappa_star=0.5, alpha=1.0, Delta=0.0, lam=0.05)
@@ -185,10 +148,9 @@ def test_momentum_dmft_matches_goe_simulation_small_d():
     # (mean over t) and GD's own O(1/d) GOE gap at d = 48 is 0.6-6.8 % mean (docs/validation.md); d_eff = 48
     # with 8 samples adds its jackknife error (1 % mse, 5 % late train loss). Measured 3.9 % (mse) and
     # 6.5 % (train loss). Tolerance: mean 12 %; GD's curve (measured > 150 % away) must be > 5x further.
-    gaps = _gaps(Problem(d=48, **MOMENTUM_CASE), h=0.02, steps=250, seeds=3, d_eff=48, samples=8)
-    for k in ("mse", "train_loss"):
-        assert gaps["momentum", k] < 0.12, (k, gaps)
-        assert gaps["gd", k] > 5 * gaps["momentum", k], (k, gaps)
+    gaps = goe_gaps(Problem(d=48, **MOMENTUM_CASE), h=0.02, steps=250, seeds=3, d_eff=48, samples=8,
+                    make_optimizer=by_name("momentum", 0.02))
+    assert_dmft_follows(gaps, {"mse": 0.12, "train_loss": 0.12}, further=5)
 
 
 @pytest.mark.slow
@@ -197,7 +159,6 @@ def test_momentum_dmft_matches_goe_simulation_d64():
     # 0.9 % mse, 3.8 % train loss): GD's own GOE gap at d = 64 is 0.3-2.1 % mean (docs/validation.md).
     # Measured 3.1 % (mse) and 5.1 % (train loss); tolerance 6 % mse, 8 % train loss; GD's curve
     # (mean gap > 100 %) must be at least 10x further away.
-    gaps = _gaps(Problem(d=64, **MOMENTUM_CASE), h=0.02, steps=300, seeds=4, d_eff=64, samples=8)
-    for k, tol in (("mse", 0.06), ("train_loss", 0.08)):
-        assert gaps["momentum", k] < tol, (k, gaps)
-        assert gaps["gd", k] > 10 * gaps["momentum", k], (k, gaps)
+    gaps = goe_gaps(Problem(d=64, **MOMENTUM_CASE), h=0.02, steps=300, seeds=4, d_eff=64, samples=8,
+                    make_optimizer=by_name("momentum", 0.02))
+    assert_dmft_follows(gaps, {"mse": 0.06, "train_loss": 0.08}, further=10)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from quadflow import Problem
-from quadflow.optim import RK4, by_name, gd_mismatch
+from quadflow.optim import by_name, gd_mismatch
 from quadflow.theory.predictions import DMFT, RunInfo
 
 H = 0.05
@@ -34,10 +34,10 @@ def test_every_optimiser_but_plain_gd_at_step_h_is_named(make, expected):
 
 def test_minibatches_are_named_and_an_optimiser_the_dmft_cannot_follow_is_never_drawn_as_the_run():
     assert _run(by_name("gd", H), batch_size=100).gd_mismatch() == "minibatches of 100"
-    with pytest.warns(RuntimeWarning, match=r"this run uses Adam: the theory/dmft curve drawn is full-batch GD"):
-        pred = DMFT(d_eff=24, samples=1).compute(_run(by_name("adam", H)))
-    assert pred.summary["describes_run"] is False and pred.summary["drawn_instead_of"] == "Adam"
-    for followed in (by_name("gd", H), by_name("momentum", H)):  # SGD with momentum has its own DMFT
+    with pytest.warns(RuntimeWarning, match=r"this run uses RK4: the theory/dmft curve drawn is full-batch GD"):
+        pred = DMFT(d_eff=24, samples=1).compute(_run(by_name("rk4", H)))
+    assert pred.summary["describes_run"] is False and pred.summary["drawn_instead_of"] == "RK4"
+    for followed in (by_name("gd", H), by_name("momentum", H), by_name("adam", H)):  # each has its own DMFT
         with warnings.catch_warnings():
             warnings.simplefilter("error", RuntimeWarning)
             pred = DMFT(d_eff=24, samples=1).compute(_run(followed))

@@ -107,6 +107,7 @@ def test_invalid_problem_is_rejected(kwargs, match):
     (dict(precision="fp16"), "precision must"), (dict(design="uniform"), "design must"),
     (dict(optim="adamw"), "optim must be one of"), (dict(storage="disk"), "storage must"),
     (dict(route="X"), "route must"),
+    (dict(optim="momentum", optim_params={"momentum": 1.0}), r"optim.momentum=1.0 is out of range: allowed \[0, 1\)"),
 ])
 def test_invalid_run_settings_fail_before_allocation(kwargs, match, monkeypatch):
     import quadflow.train.simulation as simulation

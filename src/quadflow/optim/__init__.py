@@ -44,7 +44,8 @@ def uses_closure(optimizer: torch.optim.Optimizer) -> bool:
     return bool(getattr(optimizer, "uses_closure", False)) or isinstance(optimizer, torch.optim.LBFGS)
 
 
-__all__ = ["PRESETS", "RK4", "by_name", "follows_flow", "optimizer_factory", "sgd_settings", "uses_closure"]
+__all__ = ["PRESETS", "RK4", "adam_settings", "by_name", "follows_flow", "optimizer_factory", "sgd_settings",
+           "uses_closure"]
 
 
 def gd_mismatch(optimizer: torch.optim.Optimizer, h: float) -> str | None:
@@ -83,6 +84,28 @@ def sgd_settings(optimizer: torch.optim.Optimizer) -> dict | None:
         return None
     return {"lr": float(first["lr"]), "momentum": float(first["momentum"]), "dampening": float(first["dampening"]),
             "nesterov": bool(first["nesterov"])}
+
+
+def adam_settings(optimizer: torch.optim.Optimizer) -> dict | None:
+    """The update of ``optimizer`` as the DMFT's effective process runs it when it is Adam, or None.
+
+    It can for ``torch.optim.Adam`` and ``torch.optim.AdamW`` (the classes themselves) with every parameter
+    group alike, ``amsgrad`` and ``maximize`` False, and ``weight_decay`` either 0 or decoupled (AdamW's
+    ``W <- (1 - lr wd) W`` before the step; Adam's coupled l2 term is refused, quadflow puts it in the loss):
+    returns ``{"lr", "betas", "eps", "weight_decay"}`` as float, (float, float), float, float.
+    """
+    if type(optimizer) not in (torch.optim.Adam, torch.optim.AdamW):
+        return None
+    keys = ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize", "decoupled_weight_decay")
+    first = optimizer.param_groups[0]
+    if any(group.get(k) != first.get(k) for group in optimizer.param_groups[1:] for k in keys):
+        return None
+    decoupled = first.get("decoupled_weight_decay", type(optimizer) is torch.optim.AdamW)
+    if first["amsgrad"] or first["maximize"] or (first["weight_decay"] != 0 and not decoupled):
+        return None
+    b1, b2 = first["betas"]
+    return {"lr": float(first["lr"]), "betas": (float(b1), float(b2)), "eps": float(first["eps"]),
+            "weight_decay": float(first["weight_decay"])}
 
 
 def follows_flow(optimizer: torch.optim.Optimizer) -> bool:

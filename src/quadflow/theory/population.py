@@ -33,7 +33,8 @@ def solve_population(p: Problem, h: float = 0.05, steps: int = 400, d_eff: int |
         record_steps: steps at which to record (default log-spaced, as :func:`quadflow.simulate`).
 
     Returns the keys of :func:`quadflow.simulate`, with ``train_loss = (2 mse + Delta)/4``
-    and ``in_sample_error = mse / 2`` (population losses).
+    and ``in_sample_error = mse / 2`` (population losses); ``loss_reg = train_loss + lam trace`` is then
+    the population objective per unit of ``m d``.
     """
     q = p if d_eff is None else Problem(d=int(d_eff), kappa=p.kappa, kappa_star=p.kappa_star, alpha=p.alpha,
                                         Delta=p.Delta, lam=p.lam, sigma0=p.sigma0)
@@ -45,6 +46,6 @@ def solve_population(p: Problem, h: float = 0.05, steps: int = 400, d_eff: int |
     trainer.setup(student, PopulationObjective(s_star, Delta=q.Delta, lam=q.lam, m=q.m),
                   make_optimizer(student.parameters()))
     records: list[dict] = []
-    trainer.fit(Evaluator(s_star, Delta=q.Delta), log_schedule(steps) if record_steps is None else record_steps,
-                spectrum_steps, on_record=records.append)
+    trainer.fit(Evaluator(s_star, lam=q.lam, Delta=q.Delta),
+                log_schedule(steps) if record_steps is None else record_steps, spectrum_steps, on_record=records.append)
     return collect(records)

@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from quadflow.optim import gd_mismatch, sgd_settings
+from quadflow.optim import adam_settings, gd_mismatch, sgd_settings
 from quadflow.problem import Problem
 from quadflow.theory.dmft import CURVES
 
@@ -145,7 +145,7 @@ class LongTime:
             warnings.warn(f"long-time equations did not converge at {p}; values are flagged", RuntimeWarning)
         consts = {"mse": sol.mse, "test_error": sol.test_error_noisy if run.noisy_test else sol.test_error,
                   "train_loss": sol.train_loss, "in_sample_error": sol.in_sample_error,
-                  "rank_fraction": sol.rank_fraction}
+                  "rank_fraction": sol.rank_fraction, "trace": sol.trace, "loss_reg": sol.loss_reg}
         top = float(torch.max(torch.diagonal(run.s_star)).cpu())
         x = np.linspace(1e-6, max(4.0, 1.2 * top + 4.0), self.density_points)
         placement = self.place(p)
@@ -163,8 +163,9 @@ class LongTime:
 
 class DMFT:
     """The DMFT of the run's full-batch optimiser on a ``d_eff`` instance (docs/theory.md section 4): followed
-    when it is ``torch.optim.SGD`` (any lr, momentum, dampening, Nesterov; no weight decay), otherwise
-    discrete GD at the run's step h is drawn, with a warning naming what the curve does not describe."""
+    when it is ``torch.optim.SGD`` (any lr, momentum, dampening, Nesterov; no weight decay) or
+    ``torch.optim.Adam``/``AdamW`` (no amsgrad, decoupled weight decay only), otherwise discrete GD at the
+    run's step h is drawn, with a warning naming what the curve does not describe."""
 
     name = "dmft"
 
@@ -190,15 +191,16 @@ class DMFT:
         if mismatch is not None:
             try:
                 probe = run.make_optimizer([torch.zeros(1, requires_grad=True)])
-            except Exception:  # not buildable on a probe parameter: not an SGD the DMFT can follow
+            except Exception:  # not buildable on a probe parameter: not an optimiser the DMFT can follow
                 probe = None
-            if probe is not None and sgd_settings(probe) is not None:
+            if probe is not None and (sgd_settings(probe) or adam_settings(probe)) is not None:
                 optim = run.make_optimizer
                 unfollowed = None if run.batch_size is None else f"minibatches of {run.batch_size}"
                 if (followed := gd_mismatch(probe, run.h)) is not None:
                     drawn = f"full-batch {followed}"
         if unfollowed is not None:
-            warnings.warn(f"the DMFT follows full-batch torch.optim.SGD (momentum, Nesterov, any lr); this run uses "
+            warnings.warn(f"the DMFT follows full-batch torch.optim.SGD (momentum, Nesterov, any lr) and Adam/AdamW; "
+                          f"this run uses "
                           f"{unfollowed}: the theory/dmft curve drawn is {drawn}, not this run's", RuntimeWarning)
         res = solve_dmft(run.problem.realised(), h=run.h, steps=run.steps, d_eff=self.d_eff, samples=self.samples,
                          seed=self.seed, device=run.device, tol=self.tol, max_iter=self.max_iter,

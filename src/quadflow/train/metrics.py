@@ -5,11 +5,14 @@
     train_loss       sum_mu r_mu^2 / (4n)              (exact, from the objective's pass)
     in_sample_error  sum_mu (f - f*)^2 / (4n)
     rank_fraction    fraction of eigenvalues of S above ``rank_tol``
+    trace            Tr S / d                          (exact, for a student with S())
+    loss_reg         train_loss + lam * trace          (the objective GD descends, L / (m d): for the
+                                                       quadratic network lam |W|_F^2 / (m d) = lam Tr S / d)
 
 A student without ``S()`` gets ``test_error = E_x (f - f*)^2`` estimated on a
 held-out set of fresh Gaussian inputs (:class:`quadflow.data.HeldOut`), its
 standard error as ``test_error_se``, and ``mse = test_error / 2`` (the same
-identity as for the quadratic network); ``rank_fraction`` is then absent.
+identity as for the quadratic network); ``rank_fraction``, ``trace`` and ``loss_reg`` are then absent.
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-METRICS = ("mse", "test_error", "train_loss", "in_sample_error", "rank_fraction")
+METRICS = ("mse", "test_error", "train_loss", "in_sample_error", "rank_fraction", "trace", "loss_reg")
 RANK_TOL = 1e-2  # one default for the command line and the Python API
 
 
@@ -31,16 +34,17 @@ class Evaluator:
 
     Args:
         s_star: teacher matrix (d, d) for the exact mse of students with ``S()``.
+        lam: l2 strength of the objective, the weight of ``trace`` in ``loss_reg``.
         Delta: label-noise variance, added to ``test_error`` when ``noisy_test``.
         rank_tol: eigenvalues of S above it count towards ``rank_fraction``.
         heldout: held-out inputs for students without ``S()`` (None: such students get no test error).
     """
 
-    def __init__(self, s_star: torch.Tensor, *, Delta: float = 0.0, noisy_test: bool = False,
+    def __init__(self, s_star: torch.Tensor, *, lam: float, Delta: float = 0.0, noisy_test: bool = False,
                  rank_tol: float = RANK_TOL, heldout=None):
         if not rank_tol > 0:
             raise ValueError(f"record.rank_tol must be > 0, got {rank_tol!r}")
-        self.s_star, self.rank_tol, self.heldout = s_star, rank_tol, heldout
+        self.s_star, self.lam, self.rank_tol, self.heldout = s_star, float(lam), rank_tol, heldout
         self.noise = Delta if noisy_test else 0.0
 
     def __call__(self, model: nn.Module, stats, step: int, t: float, spectrum: bool = False) -> dict:
@@ -50,8 +54,10 @@ class Evaluator:
                 s = model.S()
                 e = mse(s, self.s_star)
                 eig = torch.linalg.eigvalsh(s.double() if s.dtype == torch.bfloat16 else s)
+                trace = float(torch.diagonal(s).sum(dtype=torch.float64)) / s.shape[0]
                 rec.update(mse=e, test_error=2 * e + self.noise,
-                           rank_fraction=float((eig > self.rank_tol).sum()) / s.shape[0])
+                           rank_fraction=float((eig > self.rank_tol).sum()) / s.shape[0],
+                           trace=trace, loss_reg=stats.train_loss + self.lam * trace)
                 if spectrum:
                     rec["spectrum"] = eig.double().cpu().numpy()
             elif self.heldout is not None:

@@ -75,13 +75,19 @@ class StepLimit(Callback):
 
 
 def build_optimizer(factory: Callable, params) -> torch.optim.Optimizer:
-    """``factory(params)``; an argument the optimiser refuses raises ``ValueError`` naming the optimiser."""
+    """``factory(params)``; an argument the optimiser refuses raises ``ValueError`` naming the optimiser, and so
+    does a ``momentum`` outside [0, 1) (torch accepts momentum >= 1, whose iterates do not settle)."""
     target = getattr(factory, "func", factory)
     name = f"{getattr(target, '__module__', '')}.{getattr(target, '__qualname__', repr(target))}"
     try:
-        return factory(params)
+        optimizer = factory(params)
     except (TypeError, ValueError) as err:
         raise ValueError(f"optim ({name}): {err}") from None
+    for group in optimizer.param_groups:
+        momentum = group.get("momentum", 0.0)
+        if not 0 <= momentum < 1:
+            raise ValueError(f"optim.momentum={momentum!r} is out of range: allowed [0, 1)")
+    return optimizer
 
 
 class Simulation:
@@ -152,8 +158,8 @@ class Simulation:
                          "sharpens; t = step * h is the time of the flow of the scaled loss (docs/theory.md section 2)")
         heldout = None if callable(getattr(self.student, "S", None)) else \
             HeldOut(self.s_star, self.seeds.inputs, spec.test_samples, device=self.device, dtype=ct)
-        self.evaluator = Evaluator(self.s_star, Delta=p.Delta, noisy_test=spec.noisy_test, rank_tol=rank_tol,
-                                   heldout=heldout)
+        self.evaluator = Evaluator(self.s_star, lam=p.lam, Delta=p.Delta, noisy_test=spec.noisy_test,
+                                   rank_tol=rank_tol, heldout=heldout)
         batches = None if batch_size is None else MinibatchSampler(p.n, batch_size, self.seeds.inputs,
                                                                    self.data.rows, self.device)
         guards = [cb for cb in trainer.callbacks if isinstance(cb, DivergenceGuard)]
@@ -198,7 +204,8 @@ def simulate(p: Problem, h: float = 0.05, steps: int = 400, seed: int = 0, devic
 
     Returns a dict of numpy arrays over the recorded steps: ``t`` (= step * h),
     ``step``, ``mse``, ``test_error``, ``train_loss``, ``in_sample_error``,
-    ``rank_fraction``; ``spectrum`` is a list of eigenvalue arrays of S at
+    ``rank_fraction``, ``trace`` (Tr S / d) and ``loss_reg`` (``train_loss + lam trace``);
+    ``spectrum`` is a list of eigenvalue arrays of S at
     ``spectrum_steps`` (times in ``spectrum_t``). ``record_steps=None`` gives
     about 100 log-spaced steps including 0 and ``steps``. Other keyword
     arguments go to :class:`Simulation` (``precision``, ``design``, ``optim``, ``student``, ...).

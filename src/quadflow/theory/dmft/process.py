@@ -22,6 +22,16 @@ and the tangent is the same linear recursion on ``dG_k = dW_k (Gamma_k - lam I) 
 ``dV_k``. The time axis stays ``t = step * h`` whatever ``lr``; with ``mu = 0`` the step is the GD map
 above with ``h`` replaced by ``lr``.
 
+With ``betas = (b1, b2)`` the step is ``torch.optim.Adam(lr, betas, eps)`` (``torch.optim.AdamW`` with
+``weight_decay = wd``) on the same ``g_k``, elementwise over the m x d entries of ``W``:
+
+    m_k = b1 m_{k-1} + (1 - b1) g_k,   v_k = b2 v_{k-1} + (1 - b2) g_k^2,   m_{-1} = v_{-1} = 0
+    mh = m_k / (1 - b1^(k+1)),   s = sqrt(v_k / (1 - b2^(k+1))),   W_{k+1} = (1 - lr wd) W_k - lr mh / (s + eps)
+
+and its tangent ``dm_k = b1 dm_{k-1} + (1 - b1) dg_k``, ``dv_k = b2 dv_{k-1} + 2 (1 - b2) g_k dg_k``,
+``dW_{k+1} = (1 - lr wd) dW_k - lr [dmh / (s + eps) - mh dvh / (2 s (s + eps)^2)]`` (the last term 0 where
+``s = 0``, where ``v_k`` and ``dv_k`` vanish), ``dg_k = -2 dG_k``.
+
 so that ``R_kj ~ (1/D) <P_j, dS_k>`` (Hutchinson; ``D = d(d+1)/2``; exact in
 expectation because the probes have i.i.d. N(0, 1) coordinates in an
 orthonormal basis of Sym(d)). With ``channels = P`` there are P tangents, the
@@ -144,6 +154,8 @@ class EffectiveProcess:
         alpha, h, lam: sample ratio, step size (the default ``lr``), l2 strength.
         lr, momentum, dampening, nesterov: the parameter update, ``torch.optim.SGD``'s semantics on the
             effective gradient (module docstring); ``lr`` None is ``h``, ``momentum`` 0 is plain GD.
+        betas, eps, weight_decay: with ``betas`` (b1, b2) the update is ``torch.optim.AdamW``'s (``Adam``'s
+            when ``weight_decay`` is 0) at ``lr`` instead (module docstring); ``momentum`` must then be 0.
         channels: number P of tangents; tangent c receives the probes of the times
             j = c mod P only, so the estimate of column j of R picks up cross terms
             from T/P injections instead of T (cost: P tangents).
@@ -161,20 +173,25 @@ class EffectiveProcess:
     Attributes (per sample, over steps 0..T): ``C_e``, ``R`` (B, T+1, T+1), filled in rows ``[0, stop)``
     of the last run; ``hist_e`` (T+1, B, d, d): the errors ``E_k``; ``hist_t`` (T+1, B, P, d, d): ``dS_k`` of
     each tangent. With momentum, the state at step ``done`` also holds the momentum buffer ``V`` (B, m, d)
-    and its tangents ``dV`` (B, m, P, d) (None before the first step).
+    and its tangents ``dV`` (B, m, P, d) (None before the first step); with Adam, the moments ``m``, ``v``
+    (B, m, d) and their tangents (B, m, P, d) in the same places (``buf``, ``sq``; ``dbuf``, ``dsq``).
 
     Cost of a window of w rows ending at b: O(w m d^2 B (2 + 3P)) for the step products, O(w b d^2 B (1 + P))
     for memory, noise, C_e and R (as products of w rows; one row per step when marching).
     """
 
     def __init__(self, draws: Draws, *, alpha: float, h: float, lam: float, lr: float | None = None,
-                 momentum: float = 0.0, dampening: float = 0.0, nesterov: bool = False, channels: int = 1,
-                 spectrum_steps=(), block: int = 32, kernel_dtype: torch.dtype | None = None,
+                 momentum: float = 0.0, dampening: float = 0.0, nesterov: bool = False,
+                 betas: tuple[float, float] | None = None, eps: float = 1e-8, weight_decay: float = 0.0,
+                 channels: int = 1, spectrum_steps=(), block: int = 32, kernel_dtype: torch.dtype | None = None,
                  tangent_dtype: torch.dtype | None = None):
         T, B, m, d = draws.shape
+        if betas is not None and momentum != 0:
+            raise ValueError(f"momentum={momentum!r} with betas={betas!r}: allowed momentum 0 for Adam")
         self.draws, self.alpha, self.h, self.lam, self.P, self.block = draws, alpha, h, lam, channels, block
         self.lr = h if lr is None else lr
         self.momentum, self.dampening, self.nesterov = momentum, dampening, nesterov
+        self.betas, self.eps, self.weight_decay = betas, eps, weight_decay
         self.spectrum_steps = frozenset(int(s) for s in spectrum_steps)
         dev, td = draws.w0.device, tangent_dtype or draws.w0.dtype
         self.probes = draws.probes.to(td)  # no copy when the draws hold them in td
@@ -183,9 +200,9 @@ class EffectiveProcess:
         self.C_e = torch.zeros(B, T + 1, T + 1, dtype=kernel_dtype or draws.w0.dtype, device=dev)
         self.R = torch.zeros_like(self.C_e)
         self.spectra: dict = {}
-        self.done = 0  # rows [0, done) are frozen; w, dw (and buf, dbuf with momentum) are the states at step done
+        self.done = 0  # rows [0, done) are frozen; w, dw and the optimiser's states are those at step done
         self.w, self.dw = draws.w0, torch.zeros(B, m, channels, d, dtype=td, device=dev)
-        self.buf = self.dbuf = None
+        self.buf = self.dbuf = self.sq = self.dsq = None
         self._next = None
 
     def run(self, K: torch.Tensor, L: torch.Tensor, stop: int, fill=None) -> None:
@@ -212,7 +229,7 @@ class EffectiveProcess:
         goe = self.draws.goe.view(T + 1, B * d * d)
         eye = torch.eye(d, dtype=de, device=hist_e.device)
         shrink = (1.0 - 2.0 * lr * self.lam) * eye
-        w, dw, buf, dbuf = self.w, self.dw, self.buf, self.dbuf
+        w, dw, buf, dbuf, sq, dsq = self.w, self.dw, self.buf, self.dbuf, self.sq, self.dsq
         for k in range(a, stop):
             torch.baddbmm(s_star, w.mT, w, beta=-1.0, alpha=1.0 / m, out=hist_e[k])  # E_k = W^T W / m - S*
             w_t = w.to(dt)
@@ -238,7 +255,7 @@ class EffectiveProcess:
                 dgamma += (K[k, start:k].to(dt) @ flat_t[start:k]).view(B, P, d, d)
             dgamma[:, k % P] += self.probes[k]
             dgamma_flat = dgamma.transpose(1, 2).reshape(B, d, P * d)  # [dGamma_1 .. dGamma_P]
-            if self.momentum == 0:
+            if self.momentum == 0 and self.betas is None:
                 step = torch.add(shrink, gamma, alpha=2.0 * lr)  # M_k = (1 - 2 lr lam) I + 2 lr Gamma_k
                 moved = (dw.view(B, m * P, d) @ step.to(dt)).view(B, m, P * d)
                 dw = torch.baddbmm(moved, w_t, dgamma_flat, alpha=2.0 * lr).view(B, m, P, d)
@@ -248,6 +265,9 @@ class EffectiveProcess:
             grad = w @ drift  # G_k = -g_k / 2
             dgrad = torch.baddbmm((dw.view(B, m * P, d) @ drift.to(dt)).view(B, m, P * d), w_t,
                                   dgamma_flat).view(B, m, P, d)
+            if self.betas is not None:
+                w, dw, buf, dbuf, sq, dsq = self._adam_step(k, w, dw, grad, dgrad, buf, dbuf, sq, dsq)
+                continue
             if k == 0:
                 buf, dbuf = grad, dgrad
             else:
@@ -259,9 +279,34 @@ class EffectiveProcess:
             else:
                 w = torch.add(w, buf, alpha=2.0 * lr)
                 dw = torch.add(dw, dbuf, alpha=2.0 * lr)
-        self._next = (stop, w, dw, buf, dbuf)
+        self._next = (stop, w, dw, buf, dbuf, sq, dsq)
         if fill is None:
             self._kernel_rows(a, stop)
+
+    def _adam_step(self, k, w, dw, grad, dgrad, m1, dm1, m2, dm2):
+        """Adam's step ``k`` (module docstring) from ``G_k = -g_k / 2`` (B, m, d) and its tangents ``dG_k``
+        (B, m, P, d); the moments ``m1``, ``m2`` (B, m, d) and their tangents (B, m, P, d) are None at k = 0.
+        Returns the new ``W``, ``dW`` and moments with their tangents."""
+        b1, b2 = self.betas
+        lr, dt = self.lr, dw.dtype
+        g, dg = grad.mul(-2.0), dgrad.mul(-2.0)
+        gt = g.unsqueeze(2).to(dt)
+        if k == 0:
+            m1, dm1 = g.mul(1.0 - b1), dg.mul(1.0 - b1)
+            m2, dm2 = g.square().mul(1.0 - b2), dg.mul(gt).mul_(2.0 * (1.0 - b2))
+        else:
+            m1, dm1 = torch.add(g.mul(1.0 - b1), m1, alpha=b1), torch.add(dg.mul(1.0 - b1), dm1, alpha=b1)
+            m2 = torch.add(g.square().mul(1.0 - b2), m2, alpha=b2)
+            dm2 = torch.add(dg.mul(gt).mul_(2.0 * (1.0 - b2)), dm2, alpha=b2)
+        c1, c2 = 1.0 - b1 ** (k + 1), 1.0 - b2 ** (k + 1)
+        mh, s = m1 / c1, (m2 / c2).sqrt()
+        den = s + self.eps
+        # d(mh / den) = dmh / den - mh dvh / (2 s den^2), with dvh = dm2 / c2; 0 where s = 0 (then dm2 = 0)
+        cross = torch.where(s > 0, mh / (2.0 * s.clamp_min(torch.finfo(s.dtype).tiny) * den.square() * c2),
+                            torch.zeros_like(s))
+        du = (dm1 / c1).div_(den.unsqueeze(2).to(dt)).sub_(dm2.mul(cross.unsqueeze(2).to(dt)))
+        keep = 1.0 - lr * self.weight_decay
+        return w.mul(keep).sub_(mh / den, alpha=lr), dw.mul(keep).sub_(du, alpha=lr), m1, dm1, m2, dm2
 
     def _kernel_rows(self, a: int, b: int) -> None:
         """Rows ``[a, b)`` of the per-sample ``C_e`` (columns ``[0, b)``, mirrored) and ``R`` (strictly lower)."""
@@ -282,7 +327,7 @@ class EffectiveProcess:
 
     def freeze(self) -> None:
         """Freeze the rows of the last :meth:`run` and move the start of the next window to its end."""
-        self.done, self.w, self.dw, self.buf, self.dbuf = self._next
+        self.done, self.w, self.dw, self.buf, self.dbuf, self.sq, self.dsq = self._next
 
 
 def run_pass(draws: Draws, K: torch.Tensor, L: torch.Tensor, *, alpha: float, h: float, lam: float,
@@ -290,7 +335,8 @@ def run_pass(draws: Draws, K: torch.Tensor, L: torch.Tensor, *, alpha: float, h:
              **sgd) -> PassResult:
     """One full pass of the effective process and its tangent(s) for T steps under kernels ``K`` and ``L``
     (both (T+1, T+1); see :class:`EffectiveProcess` for the arguments, ``sgd`` its ``lr``, ``momentum``,
-    ``dampening``, ``nesterov``); ``keep_states`` also returns the error trajectory ``E`` (diagnostics, tests)."""
+    ``dampening``, ``nesterov``, ``betas``, ``eps``, ``weight_decay``); ``keep_states`` also returns the error
+    trajectory ``E`` (diagnostics, tests)."""
     T = draws.shape[0]
     proc = EffectiveProcess(draws, alpha=alpha, h=h, lam=lam, channels=channels, spectrum_steps=spectrum_steps,
                             block=block, **sgd)

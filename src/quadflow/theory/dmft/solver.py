@@ -1,4 +1,4 @@
-"""Transient DMFT for discrete-time GD and SGD with momentum (docs/theory.md section 4): :func:`solve_dmft`.
+"""Transient DMFT for discrete-time GD, SGD with momentum and Adam (docs/theory.md section 4): :func:`solve_dmft`.
 
 The fixed point over the kernels (C_r, K) couples the parameter-side effective
 process (:mod:`quadflow.theory.dmft.process`, d_eff x d_eff matrices, ``samples``
@@ -24,14 +24,14 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from quadflow.optim import gd_mismatch, optimizer_factory, sgd_settings
+from quadflow.optim import adam_settings, gd_mismatch, optimizer_factory, sgd_settings
 from quadflow.problem import H_MAX, Problem, check_domain
 from quadflow.runtime.device import resolve_device
 from quadflow.runtime.memory import require_bytes
 from quadflow.theory.dmft.kernels import row_change, sample_rows, sample_side
 from quadflow.theory.dmft.process import EffectiveProcess, draw
 
-CURVES = ("mse", "test_error", "train_loss", "in_sample_error")
+CURVES = ("mse", "test_error", "train_loss", "in_sample_error", "trace", "loss_reg")
 MIN_D_EFF = 8  # smallest d_eff accepted: the kernel estimates are unstable below it
 WARN_D_EFF = 24  # below this d_eff a solve warns (O(1/d_eff) bias)
 STALL_ITERATIONS = 3  # non-decreasing residuals before the damping fallback
@@ -61,9 +61,10 @@ def _check(h, steps, d_eff, samples, channels, tol, max_iter, damping, spectrum_
                       "R is noisier; increase d_eff", RuntimeWarning, stacklevel=3)
 
 
-def _sgd(optim, h: float) -> dict:
-    """The effective process's update for ``optim`` (None, a preset name or ``params -> Optimizer``):
-    ``{"lr", "momentum", "dampening", "nesterov"}`` (:func:`quadflow.optim.sgd_settings`), checked."""
+def _update(optim, h: float) -> dict:
+    """The effective process's update for ``optim`` (None, a preset name or ``params -> Optimizer``), checked:
+    ``{"lr", "momentum", "dampening", "nesterov"}`` for SGD (:func:`quadflow.optim.sgd_settings`), ``{"lr",
+    "betas", "eps", "weight_decay"}`` for Adam and AdamW (:func:`quadflow.optim.adam_settings`)."""
     if optim is None:
         return {"lr": h, "momentum": 0.0, "dampening": 0.0, "nesterov": False}
     factory = optimizer_factory(optim, h)
@@ -71,16 +72,19 @@ def _sgd(optim, h: float) -> dict:
         probe = factory([torch.zeros(1, requires_grad=True)])
     except Exception as err:  # the factory's own refusal (e.g. a negative momentum), named
         raise ValueError(f"optim={optim!r} cannot be built: {err}") from None
-    sgd = sgd_settings(probe)
-    if sgd is None:
+    update = sgd_settings(probe) or adam_settings(probe)
+    if update is None:
         raise ValueError(f"optim={gd_mismatch(probe, h)} is not followed by the DMFT: allowed torch.optim.SGD "
-                         "(lr, momentum, dampening, nesterov) without weight_decay or maximize")
-    for key, value, ok, allowed in (("lr", sgd["lr"], 0 < sgd["lr"] <= H_MAX, f"(0, {H_MAX:g}]"),
-                                    ("momentum", sgd["momentum"], 0 <= sgd["momentum"] < 1, "[0, 1)"),
-                                    ("dampening", sgd["dampening"], 0 <= sgd["dampening"] <= 1, "[0, 1]")):
+                         "(lr, momentum, dampening, nesterov) without weight_decay or maximize, and torch.optim.Adam "
+                         "or AdamW (lr, betas, eps, decoupled weight_decay) without amsgrad or maximize")
+    checks = [("lr", update["lr"], 0 < update["lr"] <= H_MAX, f"(0, {H_MAX:g}]")]
+    if "momentum" in update:  # Adam's betas, eps and weight_decay are checked by torch when the probe is built
+        checks += [("momentum", update["momentum"], 0 <= update["momentum"] < 1, "[0, 1)"),
+                   ("dampening", update["dampening"], 0 <= update["dampening"] <= 1, "[0, 1]")]
+    for key, value, ok, allowed in checks:
         if not ok:
             raise ValueError(f"optim {key}={value!r} is out of range: allowed {allowed}")
-    return sgd
+    return update
 
 
 def memory_bytes(steps: int, d_eff: int, samples: int, channels: int, itemsize: int = 8,
@@ -109,20 +113,33 @@ def _check_stable(C_e: torch.Tensor, rows, a: int, h: float) -> None:
                          "momentum mu roughly lr < (1 + mu)/(2 lambda_max(S)))")
 
 
-def _curves(side, p: Problem, noisy_test: bool) -> dict:
+def _curves(side, trace: torch.Tensor, p: Problem, noisy_test: bool) -> dict:
+    """The ``CURVES`` (each (T+1,)) from the sample side ``side`` and the sample mean ``trace`` (T+1,) of
+    ``Tr S_k / d_eff``; ``loss_reg = train_loss + lam trace`` is the objective GD descends per unit of ``m d``."""
     mse = side.mse
     return {"mse": mse, "test_error": 2 * mse + (p.Delta if noisy_test else 0.0),
-            "train_loss": side.train_loss, "in_sample_error": side.in_sample_error}
+            "train_loss": side.train_loss, "in_sample_error": side.in_sample_error,
+            "trace": trace, "loss_reg": side.train_loss + p.lam * trace}
 
 
-def _jackknife(C_e_b: torch.Tensor, R_b: torch.Tensor, delta: float, p: Problem, noisy_test: bool) -> dict:
-    """Leave-one-sample-out standard errors of the curves (NaN with one sample)."""
+def _trace(proc: EffectiveProcess) -> torch.Tensor:
+    """Per-sample ``Tr S_k / d_eff = Tr(E_k + S*) / d_eff`` of the process, (B, T+1) in float64."""
+    d = proc.hist_e.shape[-1]
+    tr_e = torch.diagonal(proc.hist_e, dim1=-2, dim2=-1).sum(-1, dtype=torch.float64)  # (T+1, B)
+    tr_star = torch.diagonal(proc.draws.s_star, dim1=-2, dim2=-1).sum(-1, dtype=torch.float64)  # (B,)
+    return ((tr_e + tr_star) / d).mT
+
+
+def _jackknife(C_e_b: torch.Tensor, R_b: torch.Tensor, trace_b: torch.Tensor, delta: float, p: Problem,
+               noisy_test: bool) -> dict:
+    """Leave-one-sample-out standard errors of the curves (NaN with one sample), from the per-sample kernels
+    ``C_e_b``, ``R_b`` (B, T+1, T+1) and traces ``trace_b`` (B, T+1)."""
     B = C_e_b.shape[0]
     if B < 2:
         return {k: np.full(C_e_b.shape[1], np.nan) for k in CURVES}
-    c_sum, r_sum = C_e_b.sum(0), R_b.sum(0)
+    c_sum, r_sum, tr_sum = C_e_b.sum(0), R_b.sum(0), trace_b.sum(0)
     leave = [_curves(sample_side((c_sum - C_e_b[b]) / (B - 1), (r_sum - R_b[b]) / (B - 1), delta, p.Delta),
-                     p, noisy_test) for b in range(B)]
+                     (tr_sum - trace_b[b]) / (B - 1), p, noisy_test) for b in range(B)]
     out = {}
     for k in CURVES:
         vals = torch.stack([c[k] for c in leave])
@@ -219,7 +236,10 @@ def solve_dmft(p: Problem, h: float = 0.05, steps: int = 400, d_eff: int = 64, s
             name (``"momentum"``: ``torch.optim.SGD(lr=h, momentum=0.9)``) or a callable ``params ->
             Optimizer``. The DMFT follows ``torch.optim.SGD`` with any ``lr`` (the time axis stays
             ``t = step * h``), ``momentum`` in [0, 1), ``dampening`` in [0, 1] and ``nesterov``, without
-            ``weight_decay`` or ``maximize``; anything else (Adam, RK4, a user's class) raises ValueError.
+            ``weight_decay`` or ``maximize``, and ``torch.optim.Adam``/``AdamW`` (``"adam"``: lr = h) with any
+            ``betas``, ``eps`` and decoupled ``weight_decay`` torch accepts, without ``amsgrad`` or
+            ``maximize`` (Adam is coordinate-wise: docs/theory.md section 4.2 and docs/validation.md for how
+            far its curve describes the simulation); anything else (RK4, a user's class) raises ValueError.
         d_eff: dimension of the effective matrix process (>= ``MIN_D_EFF`` = 8; O(1/d_eff) bias).
         samples: independent copies of the effective process averaged in the kernels.
         channels: tangents per sample for the estimate of R (probes of times j = c mod
@@ -263,7 +283,8 @@ def solve_dmft(p: Problem, h: float = 0.05, steps: int = 400, d_eff: int = 64, s
     Returns:
         dict of numpy arrays of shape (steps + 1,) over steps 0..steps: ``t``, ``step``,
         ``mse``, ``test_error`` (2 mse, + Delta with ``noisy_test``), ``train_loss``,
-        ``in_sample_error``; ``stderr`` (dict of jackknife standard errors of the
+        ``in_sample_error``, ``trace`` (``Tr S / d_eff``, averaged over samples), ``loss_reg``
+        (``train_loss + lam trace``); ``stderr`` (dict of jackknife standard errors of the
         ``CURVES`` over samples, same shape; NaN with one sample); ``spectrum`` (list,
         one array of ``samples * d_eff`` eigenvalues of S per spectrum step),
         ``spectrum_t`` (their times); ``converged`` (bool: every window converged),
@@ -277,7 +298,7 @@ def solve_dmft(p: Problem, h: float = 0.05, steps: int = 400, d_eff: int = 64, s
     """
     spectrum_steps = tuple(sorted({int(s) for s in spectrum_steps}))
     _check(h, steps, d_eff, samples, channels, tol, max_iter, damping, spectrum_steps)
-    sgd = _sgd(optim, h)
+    update = _update(optim, h)
     if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
         raise ValueError(f"window must be an integer >= 1 or None, got {window!r}")
     start = time.perf_counter()
@@ -291,7 +312,7 @@ def solve_dmft(p: Problem, h: float = 0.05, steps: int = 400, d_eff: int = 64, s
     kd = torch.float64
     proc = EffectiveProcess(draw(replace(p, d=d_eff), steps, samples, seed, dev, dtype, probe_dtype=tangent_dtype),
                             alpha=p.alpha, h=h, lam=p.lam, channels=channels, spectrum_steps=spectrum_steps,
-                            kernel_dtype=kd, tangent_dtype=tangent_dtype, **sgd)
+                            kernel_dtype=kd, tangent_dtype=tangent_dtype, **update)
     T1 = steps + 1
     A, L, K = (torch.zeros(T1, T1, dtype=kd, device=dev) for _ in range(3))  # L: Cholesky factor of C_r
     if window == 1:
@@ -310,9 +331,10 @@ def solve_dmft(p: Problem, h: float = 0.05, steps: int = 400, d_eff: int = 64, s
                       "the result is flagged (converged=False): increase max_iter, set damping (e.g. 0.5), or reduce h",
                       RuntimeWarning, stacklevel=2)
     side = sample_side(proc.C_e.mean(0), proc.R.mean(0), delta, p.Delta)
+    trace_b = _trace(proc)
     out = {"t": h * np.arange(T1), "step": np.arange(T1)}
-    out.update({k: v.cpu().numpy() for k, v in _curves(side, p, noisy_test).items()})
-    out["stderr"] = _jackknife(proc.C_e, proc.R, delta, p, noisy_test)
+    out.update({k: v.cpu().numpy() for k, v in _curves(side, trace_b.mean(0), p, noisy_test).items()})
+    out["stderr"] = _jackknife(proc.C_e, proc.R, trace_b, delta, p, noisy_test)
     out["spectrum"] = [proc.spectra[s].reshape(-1).double().cpu().numpy() for s in spectrum_steps]
     out["spectrum_t"] = h * np.array(spectrum_steps, dtype=float)
     out.update(converged=all(w["converged"] for w in windows), iterations=len(residuals), residuals=residuals,

@@ -109,6 +109,12 @@ class LongTimeSolution:
         return 2.0 * self.mse + self.Delta
 
     @property
+    def loss_reg(self) -> float:
+        """The objective per unit of ``m d`` at the limit, ``train_loss + lam * trace``: among several solutions
+        at the same parameters, the one GD reaches is taken to be the lowest."""
+        return self.train_loss + self.lam * self.trace
+
+    @property
     def atom(self) -> float:
         """Mass of the eigenvalue 0 in the spectrum of ``S_inf``: ``1 - rank_fraction``."""
         return 1.0 - self.rank_fraction
@@ -131,7 +137,7 @@ class LongTimeSolution:
         """The metrics by name, as the run summary's ``theory/longtime/<metric>`` keys: floats,
         plus ``branch`` (str), ``converged`` and ``valid`` (bool)."""
         keys = ("mse", "test_error", "test_error_noisy", "train_loss", "in_sample_error",
-                "rank_fraction", "q", "xi", "beta", "omega", "trace")
+                "rank_fraction", "q", "xi", "beta", "omega", "trace", "loss_reg")
         out = {k: float(getattr(self, k)) for k in keys}
         out.update(branch=self.branch, converged=self.converged, valid=self.valid)
         return out
@@ -276,10 +282,6 @@ def _recovery(pt: _Point) -> LongTimeSolution:
         branch="recovery", converged=True, residual=0.0)
 
 
-def _objective(s: LongTimeSolution) -> float:
-    return s.train_loss + s.lam * s.trace
-
-
 def _solve_all(pt: _Point, q0: bool, branch: str, extra_starts=(), first_only: bool = False
                ) -> list[LongTimeSolution]:
     """Every solution reachable by Newton from ``extra_starts`` and the grid cells (one start
@@ -350,7 +352,7 @@ def solve_longtime(alpha: float, kappa: float, kappa_star: float, lam: float = 0
         nan = float("nan")
         return LongTimeSolution(pt.alpha, pt.kappa, pt.kappa_star, pt.lam, pt.Delta, nan, nan, nan,
                                 nan, nan, nan, nan, nan, nan, "none", False, math.inf)
-    sols.sort(key=_objective)
+    sols.sort(key=lambda s: s.loss_reg)
     if not sols[0].valid:
         warnings.warn(sols[0].validity, LongTimeValidityWarning, stacklevel=2)
     return replace(sols[0], alternatives=tuple(sols[1:]))
