@@ -44,7 +44,7 @@ def uses_closure(optimizer: torch.optim.Optimizer) -> bool:
     return bool(getattr(optimizer, "uses_closure", False)) or isinstance(optimizer, torch.optim.LBFGS)
 
 
-__all__ = ["PRESETS", "RK4", "adam_settings", "by_name", "follows_flow", "optimizer_factory", "sgd_settings",
+__all__ = ["PRESETS", "RK4", "adam_settings", "by_name", "dmft_update", "follows_flow", "optimizer_factory", "sgd_settings",
            "uses_closure"]
 
 
@@ -106,6 +106,12 @@ def adam_settings(optimizer: torch.optim.Optimizer) -> dict | None:
     b1, b2 = first["betas"]
     return {"lr": float(first["lr"]), "betas": (float(b1), float(b2)), "eps": float(first["eps"]),
             "weight_decay": float(first["weight_decay"])}
+
+
+def dmft_update(optimizer: torch.optim.Optimizer) -> dict | None:
+    """The update the DMFT's effective process runs for ``optimizer``: :func:`sgd_settings` or
+    :func:`adam_settings`, None when it follows neither."""
+    return sgd_settings(optimizer) or adam_settings(optimizer)
 
 
 def follows_flow(optimizer: torch.optim.Optimizer) -> bool:

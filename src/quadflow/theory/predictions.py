@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from quadflow.optim import adam_settings, gd_mismatch, sgd_settings
+from quadflow.optim import dmft_update, gd_mismatch
 from quadflow.problem import Problem
 from quadflow.theory.dmft import CURVES
 
@@ -49,15 +49,19 @@ class RunInfo:
     device: str = "cpu"
     progress: bool = False
 
-    def gd_mismatch(self) -> str | None:
-        """How the run's optimiser and batches differ from full-batch GD at step h, e.g.
-        ``"SGD(momentum=0.9), minibatches of 1000"`` (None: the run is that GD)."""
+    def probe_optimizer(self) -> torch.optim.Optimizer | None:
+        """The run's optimiser built on one probe parameter (its settings, no training), None when it cannot be."""
         try:
-            probe = self.make_optimizer([torch.zeros(1, requires_grad=True)])
-        except Exception:  # an optimiser that cannot be built on a probe parameter is not plain GD either
-            parts = [self.optimizer_name]
-        else:
-            parts = [m] if (m := gd_mismatch(probe, self.h)) else []
+            return self.make_optimizer([torch.zeros(1, requires_grad=True)])
+        except Exception:
+            return None
+
+    def gd_mismatch(self, probe: torch.optim.Optimizer | None = None) -> str | None:
+        """How the run's optimiser (``probe``, default :meth:`probe_optimizer`) and batches differ from full-batch
+        GD at step h, e.g. ``"SGD(momentum=0.9), minibatches of 1000"`` (None: the run is that GD)."""
+        probe = self.probe_optimizer() if probe is None else probe
+        # an optimiser that cannot be built on a probe parameter is not plain GD either
+        parts = [self.optimizer_name] if probe is None else [m] if (m := gd_mismatch(probe, self.h)) else []
         if self.batch_size is not None:
             parts.append(f"minibatches of {self.batch_size}")
         return ", ".join(parts) or None
@@ -186,22 +190,19 @@ class DMFT:
     def compute(self, run: RunInfo) -> Prediction:
         from quadflow.theory.dmft import solve_dmft
 
-        mismatch = run.gd_mismatch()
-        optim, unfollowed, drawn = None, mismatch, f"full-batch GD at step h={run.h:g}"
-        if mismatch is not None:
-            try:
-                probe = run.make_optimizer([torch.zeros(1, requires_grad=True)])
-            except Exception:  # not buildable on a probe parameter: not an optimiser the DMFT can follow
-                probe = None
-            if probe is not None and (sgd_settings(probe) or adam_settings(probe)) is not None:
-                optim = run.make_optimizer
-                unfollowed = None if run.batch_size is None else f"minibatches of {run.batch_size}"
-                if (followed := gd_mismatch(probe, run.h)) is not None:
-                    drawn = f"full-batch {followed}"
+        probe = run.probe_optimizer()
+        follows = probe is not None and dmft_update(probe) is not None
+        other = gd_mismatch(probe, run.h) if follows else None  # a followed optimiser other than GD at step h
+        optim = run.make_optimizer if other else None
+        drawn = f"full-batch {other}" if other else f"full-batch GD at step h={run.h:g}"
+        if follows:
+            unfollowed = None if run.batch_size is None else f"minibatches of {run.batch_size}"
+        else:
+            unfollowed = run.gd_mismatch(probe)
         if unfollowed is not None:
             warnings.warn(f"the DMFT follows full-batch torch.optim.SGD (momentum, Nesterov, any lr) and Adam/AdamW; "
-                          f"this run uses "
-                          f"{unfollowed}: the theory/dmft curve drawn is {drawn}, not this run's", RuntimeWarning)
+                          f"this run uses {unfollowed}: the theory/dmft curve drawn is {drawn}, not this run's",
+                          RuntimeWarning)
         res = solve_dmft(run.problem.realised(), h=run.h, steps=run.steps, d_eff=self.d_eff, samples=self.samples,
                          seed=self.seed, device=run.device, tol=self.tol, max_iter=self.max_iter,
                          window=self.window, noisy_test=run.noisy_test, optim=optim,

@@ -24,7 +24,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from quadflow.optim import adam_settings, gd_mismatch, optimizer_factory, sgd_settings
+from quadflow.optim import dmft_update, gd_mismatch, optimizer_factory
 from quadflow.problem import H_MAX, Problem, check_domain
 from quadflow.runtime.device import resolve_device
 from quadflow.runtime.memory import require_bytes
@@ -72,7 +72,7 @@ def _update(optim, h: float) -> dict:
         probe = factory([torch.zeros(1, requires_grad=True)])
     except Exception as err:  # the factory's own refusal (e.g. a negative momentum), named
         raise ValueError(f"optim={optim!r} cannot be built: {err}") from None
-    update = sgd_settings(probe) or adam_settings(probe)
+    update = dmft_update(probe)
     if update is None:
         raise ValueError(f"optim={gd_mismatch(probe, h)} is not followed by the DMFT: allowed torch.optim.SGD "
                          "(lr, momentum, dampening, nesterov) without weight_decay or maximize, and torch.optim.Adam "
