@@ -117,7 +117,7 @@ def test_quick_dmft_optimisers_section_times_each_followed_optimiser_against_gd(
 
     res = dmft.optimisers("cpu", quick=True)
     assert (res["d_eff"], res["T"]) == (24, 60)
-    assert [name for name, _ in dmft.OPTIMISERS] == ["gd", "momentum", "adam"]
+    assert [name for name, _ in dmft.OPTIMISERS] == ["gd", "momentum", "adam", "sgd_b0.1"]
     for name, _ in dmft.OPTIMISERS:
         assert res[name]["seconds"] > 0 and res[name]["converged"]
         assert res[name]["over_gd"] == res[name]["seconds"] / res["gd"]["seconds"]

@@ -11,8 +11,9 @@ cost against the simulation at equal statistical error.
   float32 GEMM peaks measured in the same run; the speed-up; and the agreement of the curves (max over
   t > 0 of |new - old| / jackknife error of the old, and the max relative gap).
 - ``windows``: the current solver at one size for several window lengths (the default's choice).
-- ``optimisers``: the solve that follows GD, heavy-ball momentum 0.9 and Adam (lr 0.01) at (d_eff, T) =
-  (128, 1000) (the speed problem), each in seconds and as a ratio to GD's in the same run.
+- ``optimisers``: the solve that follows GD, heavy-ball momentum 0.9, Adam (lr 0.01) and minibatch SGD
+  (batch fraction 0.1) at (d_eff, T) = (128, 1000) (the speed problem), each in seconds and as a ratio to
+  GD's in the same run.
 - ``app_default``: the app's default CPU-sized solve (d_eff=64, T=400, 4 samples).
 - ``equal_error``: relative statistical error (RMS over t of seed-to-seed std / mean
   of mse) of the DMFT and of the simulation (Gaussian inputs) at two d; the d
@@ -46,7 +47,9 @@ SPEED_PROBLEM = dict(kappa=1.2, kappa_star=0.4, alpha=0.7, Delta=0.1, lam=0.02)
 SPEED_H = 0.02
 SPEED_SIZES = ((64, 400), (128, 400), (64, 1000), (128, 1000))
 WINDOWS = (1, 5, 10, 25, 50)
-OPTIMISERS = (("gd", None), ("momentum", "momentum"), ("adam", by_name("adam", 0.01)))  # what the DMFT follows
+# what the DMFT follows, as solve_dmft's keywords
+OPTIMISERS = (("gd", {}), ("momentum", {"optim": "momentum"}), ("adam", {"optim": by_name("adam", 0.01)}),
+              ("sgd_b0.1", {"batch_fraction": 0.1}))
 CURVE_KEYS = ("mse", "train_loss", "in_sample_error")
 
 
@@ -142,7 +145,7 @@ def optimisers(device: str, quick: bool) -> dict:
     """The DMFT following each optimiser of :data:`OPTIMISERS` at one size, with its time over GD's."""
     d_eff, steps = (24, 60) if quick else (128, 1000)
     peaks = gemm_peaks(device, quick)
-    rows = {name: _timed(solve_dmft, d_eff, steps, device, peaks, optim=optim)[0] for name, optim in OPTIMISERS}
+    rows = {name: _timed(solve_dmft, d_eff, steps, device, peaks, **kw)[0] for name, kw in OPTIMISERS}
     for name, row in rows.items():
         row["over_gd"] = row["seconds"] / rows["gd"]["seconds"]
         print(f"[dmft] D={d_eff} T={steps} {name}: {row['seconds']:.1f} s ({row['over_gd']:.2f}x GD)", flush=True)

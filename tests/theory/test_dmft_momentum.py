@@ -131,12 +131,14 @@ def test_app_component_follows_momentum_and_names_what_it_cannot():
     assert pred.summary["describes_run"] is True and pred.summary["drawn_instead_of"] is None
     plain = DMFT(d_eff=24, samples=1).compute(_run(by_name("gd", 0.05)))
     assert pred.curves["mse"][4] != plain.curves["mse"][4]  # momentum's curve, not GD's
-    with pytest.warns(RuntimeWarning, match=r"uses minibatches of 100: the theory/dmft curve drawn is full-batch "
-                                            r"SGD\(momentum=0\.9\)"):
-        pred = DMFT(d_eff=24, samples=1).compute(_run(momentum, batch_size=100))
-    assert pred.summary["describes_run"] is False and pred.summary["drawn_instead_of"] == "minibatches of 100"
-    with pytest.warns(RuntimeWarning, match=r"uses RK4: the theory/dmft curve drawn is full-batch GD at step h=0.05"):
-        pred = DMFT(d_eff=24, samples=1).compute(_run(by_name("rk4", 0.05)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        batched = DMFT(d_eff=24, samples=1).compute(_run(momentum, batch_size=64))  # n = 256: fraction 1/4
+    assert batched.summary["describes_run"] is True and batched.summary["batch_fraction"] == 0.25
+    assert batched.curves["mse"][4] != pred.curves["mse"][4]
+    with pytest.warns(RuntimeWarning, match=r"uses RK4: the theory/dmft curve drawn is GD at step h=0.05 with its "
+                                            r"minibatches of 64, not this run's"):
+        pred = DMFT(d_eff=24, samples=1).compute(_run(by_name("rk4", 0.05), batch_size=64))
     assert pred.summary["describes_run"] is False and pred.summary["drawn_instead_of"] == "RK4"
 
 

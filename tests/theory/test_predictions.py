@@ -1,4 +1,5 @@
-"""The app's theory components say which flow they draw: the DMFT is full-batch GD at step h."""
+"""The app's theory components say which flow they draw: the DMFT follows the run's optimiser and batches
+where it can, and otherwise names what it drew instead."""
 import functools
 import warnings
 
@@ -29,16 +30,15 @@ def _run(make_optimizer, batch_size=None) -> RunInfo:
 ])
 def test_every_optimiser_but_plain_gd_at_step_h_is_named(make, expected):
     assert gd_mismatch(make([torch.zeros(1, requires_grad=True)]), H) == expected
-    assert _run(make).gd_mismatch() == expected
 
 
-def test_minibatches_are_named_and_an_optimiser_the_dmft_cannot_follow_is_never_drawn_as_the_run():
-    assert _run(by_name("gd", H), batch_size=100).gd_mismatch() == "minibatches of 100"
-    with pytest.warns(RuntimeWarning, match=r"this run uses RK4: the theory/dmft curve drawn is full-batch GD"):
+def test_an_optimiser_the_dmft_cannot_follow_is_never_drawn_as_the_run_and_minibatches_are_followed():
+    with pytest.warns(RuntimeWarning, match=r"this run uses RK4: the theory/dmft curve drawn is GD at step h=0.05, "):
         pred = DMFT(d_eff=24, samples=1).compute(_run(by_name("rk4", H)))
     assert pred.summary["describes_run"] is False and pred.summary["drawn_instead_of"] == "RK4"
     for followed in (by_name("gd", H), by_name("momentum", H), by_name("adam", H)):  # each has its own DMFT
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", RuntimeWarning)
-            pred = DMFT(d_eff=24, samples=1).compute(_run(followed))
-        assert pred.summary["describes_run"] is True and pred.summary["drawn_instead_of"] is None
+        for batch_size in (None, 100):
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", RuntimeWarning)
+                pred = DMFT(d_eff=24, samples=1).compute(_run(followed, batch_size))
+            assert pred.summary["describes_run"] is True and pred.summary["drawn_instead_of"] is None

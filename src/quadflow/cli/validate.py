@@ -65,7 +65,7 @@ def validate_config(cfg, *, local: bool = True) -> list[str]:
                           chunk_rows=spec.rows_per_chunk(problem, device.type))
     try:
         check_fits(need, device, design=spec.design)
-        check_theories_fit(theories, trainer.steps, device)
+        check_theories_fit(theories, trainer.steps, device, minibatch=trainer.batch_size is not None)
     except InsufficientMemoryError as err:
         return [str(err)]
     return []
@@ -77,13 +77,13 @@ def check_job_fits(cfg) -> None:
         theories, device = build_theories(cfg), resolve_device(cfg.device)
     except ValueError:
         return
-    check_theories_fit(theories, cfg.trainer.steps, device)
+    check_theories_fit(theories, cfg.trainer.steps, device, minibatch=cfg.trainer.batch_size is not None)
 
 
-def check_theories_fit(theories: dict, steps: int, device: torch.device) -> None:
+def check_theories_fit(theories: dict, steps: int, device: torch.device, minibatch: bool = False) -> None:
     """Raise :class:`InsufficientMemoryError` when the DMFT among ``theories`` (``{name: component}``) would not fit
     on ``device`` at ``steps`` steps (:func:`quadflow.theory.dmft.solver.memory_bytes`, with solve_dmft's
-    precision and tangent channels). Its (steps+1)^2 kernels need memory whatever its settings: when even the
+    precision and tangent channels; ``minibatch``: the run draws minibatches). Its (steps+1)^2 kernels need memory whatever its settings: when even the
     smallest settings do not fit, the message gives the most steps that do."""
     from quadflow.theory.dmft.solver import MIN_D_EFF, memory_bytes, solve_dmft
     from quadflow.theory.predictions import DMFT
@@ -93,10 +93,10 @@ def check_theories_fit(theories: dict, steps: int, device: torch.device) -> None
         return
     channels = inspect.signature(solve_dmft).parameters["channels"].default
     usable = 0.9 * available_bytes(device)  # require_bytes's margin
-    need = memory_bytes(steps, dmft.d_eff, dmft.samples, channels)
+    need = memory_bytes(steps, dmft.d_eff, dmft.samples, channels, minibatch=minibatch)
     if need <= usable:
         return
-    least = lambda t: memory_bytes(t, MIN_D_EFF, 1, 1)  # noqa: E731
+    least = lambda t: memory_bytes(t, MIN_D_EFF, 1, 1, minibatch=minibatch)  # noqa: E731
     if least(steps) > usable:
         raise InsufficientMemoryError(
             f"theory dmft at trainer.steps={steps} needs about {need / 2**30:.3g} GiB on {device} but only "

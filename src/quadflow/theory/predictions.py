@@ -56,16 +56,6 @@ class RunInfo:
         except Exception:
             return None
 
-    def gd_mismatch(self, probe: torch.optim.Optimizer | None = None) -> str | None:
-        """How the run's optimiser (``probe``, default :meth:`probe_optimizer`) and batches differ from full-batch
-        GD at step h, e.g. ``"SGD(momentum=0.9), minibatches of 1000"`` (None: the run is that GD)."""
-        probe = self.probe_optimizer() if probe is None else probe
-        # an optimiser that cannot be built on a probe parameter is not plain GD either
-        parts = [self.optimizer_name] if probe is None else [m] if (m := gd_mismatch(probe, self.h)) else []
-        if self.batch_size is not None:
-            parts.append(f"minibatches of {self.batch_size}")
-        return ", ".join(parts) or None
-
 
 @dataclass
 class Prediction:
@@ -166,10 +156,11 @@ class LongTime:
 
 
 class DMFT:
-    """The DMFT of the run's full-batch optimiser on a ``d_eff`` instance (docs/theory.md section 4): followed
-    when it is ``torch.optim.SGD`` (any lr, momentum, dampening, Nesterov; no weight decay) or
-    ``torch.optim.Adam``/``AdamW`` (no amsgrad, decoupled weight decay only), otherwise discrete GD at the
-    run's step h is drawn, with a warning naming what the curve does not describe."""
+    """The DMFT of the run's optimiser and batches on a ``d_eff`` instance (docs/theory.md section 4): followed
+    when the optimiser is ``torch.optim.SGD`` (any lr, momentum, dampening, Nesterov; no weight decay) or
+    ``torch.optim.Adam``/``AdamW`` (no amsgrad, decoupled weight decay only), full batch or minibatches;
+    for another optimiser, discrete GD at the run's step h (with the run's minibatches) is drawn, with a
+    warning naming what the curve does not describe."""
 
     name = "dmft"
 
@@ -194,25 +185,24 @@ class DMFT:
         follows = probe is not None and dmft_update(probe) is not None
         other = gd_mismatch(probe, run.h) if follows else None  # a followed optimiser other than GD at step h
         optim = run.make_optimizer if other else None
-        drawn = f"full-batch {other}" if other else f"full-batch GD at step h={run.h:g}"
-        if follows:
-            unfollowed = None if run.batch_size is None else f"minibatches of {run.batch_size}"
-        else:
-            unfollowed = run.gd_mismatch(probe)
+        p = run.problem.realised()
+        fraction = 1.0 if run.batch_size is None else run.batch_size / p.n
+        unfollowed = None if follows else (run.optimizer_name if probe is None else gd_mismatch(probe, run.h))
         if unfollowed is not None:
-            warnings.warn(f"the DMFT follows full-batch torch.optim.SGD (momentum, Nesterov, any lr) and Adam/AdamW; "
-                          f"this run uses {unfollowed}: the theory/dmft curve drawn is {drawn}, not this run's",
-                          RuntimeWarning)
-        res = solve_dmft(run.problem.realised(), h=run.h, steps=run.steps, d_eff=self.d_eff, samples=self.samples,
+            batches = "" if run.batch_size is None else f" with its minibatches of {run.batch_size}"
+            warnings.warn(f"the DMFT follows torch.optim.SGD (momentum, Nesterov, any lr) and Adam/AdamW, full batch "
+                          f"or minibatches; this run uses {unfollowed}: the theory/dmft curve drawn is GD at step "
+                          f"h={run.h:g}{batches}, not this run's", RuntimeWarning)
+        res = solve_dmft(p, h=run.h, steps=run.steps, d_eff=self.d_eff, samples=self.samples,
                          seed=self.seed, device=run.device, tol=self.tol, max_iter=self.max_iter,
-                         window=self.window, noisy_test=run.noisy_test, optim=optim,
+                         window=self.window, noisy_test=run.noisy_test, optim=optim, batch_fraction=fraction,
                          callback=self._progress(run.progress, run.steps + 1))
         return Prediction(self.name, curves=_curves(res), summary={
             "converged": bool(res["converged"]), "iterations": int(res["iterations"]),
             "residual": float(res["residuals"][-1]) if len(res["residuals"]) else None,
             "windows_not_converged": sum(not w["converged"] for w in res["windows"]),
             "wall_time_s": float(res["wall_time"]), "d_eff": self.d_eff, "samples": self.samples,
-            "describes_run": unfollowed is None, "drawn_instead_of": unfollowed})
+            "batch_fraction": fraction, "describes_run": unfollowed is None, "drawn_instead_of": unfollowed})
 
     def _progress(self, bar: bool, total: int):
         """Progress of the solve (steps solved: marched, or in converged windows) to the ``quadflow`` logger

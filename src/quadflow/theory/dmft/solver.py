@@ -1,4 +1,5 @@
-"""Transient DMFT for discrete-time GD, SGD with momentum and Adam (docs/theory.md section 4): :func:`solve_dmft`.
+"""Transient DMFT for discrete-time GD, SGD with momentum, Adam and minibatch SGD (docs/theory.md section 4):
+:func:`solve_dmft`.
 
 The fixed point over the kernels (C_r, K) couples the parameter-side effective
 process (:mod:`quadflow.theory.dmft.process`, d_eff x d_eff matrices, ``samples``
@@ -28,7 +29,7 @@ from quadflow.optim import dmft_update, gd_mismatch, optimizer_factory
 from quadflow.problem import H_MAX, Problem, check_domain
 from quadflow.runtime.device import resolve_device
 from quadflow.runtime.memory import require_bytes
-from quadflow.theory.dmft.kernels import row_change, sample_rows, sample_side
+from quadflow.theory.dmft.kernels import Selection, row_change, sample_rows, sample_side
 from quadflow.theory.dmft.process import EffectiveProcess, draw
 
 CURVES = ("mse", "test_error", "train_loss", "in_sample_error", "trace", "loss_reg")
@@ -39,8 +40,11 @@ FALLBACK_DAMPING = 0.5
 WINDOW = 1  # steps per causal window; 1 marches in one exact pass (docs/benchmarks.md: 1.6x faster than 25 at d_eff 64, T 400)
 
 
-def _check(h, steps, d_eff, samples, channels, tol, max_iter, damping, spectrum_steps) -> None:
+def _check(h, steps, d_eff, samples, channels, tol, max_iter, damping, spectrum_steps, batch_fraction) -> None:
     check_domain(h=h)
+    if isinstance(batch_fraction, bool) or not isinstance(batch_fraction, (int, float)) or not 0 < batch_fraction <= 1:
+        raise ValueError(f"batch_fraction={batch_fraction!r} is out of range: allowed (0, 1] (the minibatch size over n; "
+                         "1 is full batch)")
     for name, value, low in (("steps", steps, 1), ("d_eff", d_eff, MIN_D_EFF), ("samples", samples, 1),
                              ("max_iter", max_iter, 1), ("channels", channels, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -88,15 +92,15 @@ def _update(optim, h: float) -> dict:
 
 
 def memory_bytes(steps: int, d_eff: int, samples: int, channels: int, itemsize: int = 8,
-                 kernel_itemsize: int = 8, tangent_itemsize: int = 4) -> int:
+                 kernel_itemsize: int = 8, tangent_itemsize: int = 4, minibatch: bool = False) -> int:
     """Peak bytes of a solve. Per (T+1) x samples x d_eff^2 numbers (``T = steps``): the error history and
     the GOE draws in the process dtype (``itemsize`` bytes), the tangent histories (``channels``) and the
     probes in the tangent dtype (``tangent_itemsize``), or, while the GOE field is drawn (in float64, three
     temporaries, then cast), 3 x 8 + ``itemsize`` bytes, whichever is larger; plus the per-sample and mean
-    (T+1) x (T+1) kernels (``kernel_itemsize``)."""
+    (T+1) x (T+1) kernels (``kernel_itemsize``), two more with ``minibatch`` (the selection moments)."""
     per_buffer = (steps + 1) * samples * d_eff ** 2
     process = per_buffer * max(2 * itemsize + (channels + 1) * tangent_itemsize, 3 * 8 + itemsize)
-    return process + (2 * samples + 12) * (steps + 1) ** 2 * kernel_itemsize
+    return process + (2 * samples + 12 + 2 * minibatch) * (steps + 1) ** 2 * kernel_itemsize
 
 
 def _check_stable(C_e: torch.Tensor, rows, a: int, h: float) -> None:
@@ -131,14 +135,14 @@ def _trace(proc: EffectiveProcess) -> torch.Tensor:
 
 
 def _jackknife(C_e_b: torch.Tensor, R_b: torch.Tensor, trace_b: torch.Tensor, delta: float, p: Problem,
-               noisy_test: bool) -> dict:
+               noisy_test: bool, fraction: float) -> dict:
     """Leave-one-sample-out standard errors of the curves (NaN with one sample), from the per-sample kernels
     ``C_e_b``, ``R_b`` (B, T+1, T+1) and traces ``trace_b`` (B, T+1)."""
     B = C_e_b.shape[0]
     if B < 2:
         return {k: np.full(C_e_b.shape[1], np.nan) for k in CURVES}
     c_sum, r_sum, tr_sum = C_e_b.sum(0), R_b.sum(0), trace_b.sum(0)
-    leave = [_curves(sample_side((c_sum - C_e_b[b]) / (B - 1), (r_sum - R_b[b]) / (B - 1), delta, p.Delta),
+    leave = [_curves(sample_side((c_sum - C_e_b[b]) / (B - 1), (r_sum - R_b[b]) / (B - 1), delta, p.Delta, fraction),
                      (tr_sum - trace_b[b]) / (B - 1), p, noisy_test) for b in range(B)]
     out = {}
     for k in CURVES:
@@ -157,7 +161,7 @@ def _extend_rows(M: torch.Tensor, a: int, b: int) -> None:
 
 
 def _march(proc: EffectiveProcess, A: torch.Tensor, L: torch.Tensor, K: torch.Tensor, delta: float, Delta: float,
-           h: float, callback) -> None:
+           h: float, selection: Selection | None, callback) -> None:
     """The marching solve: one pass over the steps in which row k of the kernels (``A``, ``L``, ``K``, each
     (T+1, T+1), filled in place) is computed from the process up to step k, then used by the step from k.
     It is the fixed point itself, not an approximation of it: row k depends on the process up to k only, and
@@ -170,7 +174,7 @@ def _march(proc: EffectiveProcess, A: torch.Tensor, L: torch.Tensor, K: torch.Te
         C_e[k, :k + 1] = proc.C_e[:, k, :k + 1].mean(0)
         C_e[:k, k] = C_e[k, :k]
         R[k, :k] = proc.R[:, k, :k].mean(0)
-        rows = sample_rows(C_e[:k + 1, :k + 1], R[:k + 1, :k + 1], A, L, k, delta, Delta, scale)
+        rows = sample_rows(C_e[:k + 1, :k + 1], R[:k + 1, :k + 1], A, L, k, delta, Delta, scale, selection)
         _check_stable(C_e[:k + 1, :k + 1], rows, k, h)
         A[k, :k + 1], L[k, :k + 1], K[k, :k + 1], scale = rows.A[0], rows.L[0], rows.K[0], rows.scale
         if callback is not None:
@@ -181,7 +185,8 @@ def _march(proc: EffectiveProcess, A: torch.Tensor, L: torch.Tensor, K: torch.Te
 
 
 def _iterate(proc: EffectiveProcess, A: torch.Tensor, L: torch.Tensor, K: torch.Tensor, width: int, delta: float,
-             Delta: float, h: float, tol: float, max_iter: int, damping: float, callback) -> tuple[list, list, float]:
+             Delta: float, h: float, tol: float, max_iter: int, damping: float, selection: Selection | None,
+             callback) -> tuple[list, list, float]:
     """The fixed point iterated window after window of ``width`` steps (the past frozen), filling the kernels
     ``A``, ``L``, ``K`` in place; returns the residuals of every iteration, the windows' reports and the
     damping in use at the end."""
@@ -196,7 +201,7 @@ def _iterate(proc: EffectiveProcess, A: torch.Tensor, L: torch.Tensor, K: torch.
         for it in range(1, max_iter + 1):
             proc.run(K, L, b)
             C_e, R = proc.C_e[:, :b, :b].mean(0), proc.R[:, :b, :b].mean(0)
-            rows = sample_rows(C_e, R, A, L, a, delta, Delta, scale)
+            rows = sample_rows(C_e, R, A, L, a, delta, Delta, scale, selection)
             _check_stable(C_e, rows, a, h)
             residual = row_change(L, K, rows, a)
             residuals.append(residual)
@@ -225,7 +230,7 @@ def solve_dmft(p: Problem, h: float = 0.05, steps: int = 400, d_eff: int = 64, s
                tangent_dtype: torch.dtype = torch.float32, tol: float = 1e-4,
                max_iter: int = 60, damping: float = 0.0, window: int | None = WINDOW, spectrum_steps=(),
                callback=None, save_kernels: str | None = None, return_kernels: bool = False,
-               noisy_test: bool = False, delta: float | None = None, optim=None) -> dict:
+               noisy_test: bool = False, delta: float | None = None, optim=None, batch_fraction: float = 1.0) -> dict:
     """Solve the discrete-time DMFT of GD ``W <- W + 2h (W Gamma - lam W)`` (or of ``optim``) for ``steps`` steps.
 
     Args:
@@ -240,6 +245,10 @@ def solve_dmft(p: Problem, h: float = 0.05, steps: int = 400, d_eff: int = 64, s
             ``betas``, ``eps`` and decoupled ``weight_decay`` torch accepts, without ``amsgrad`` or
             ``maximize`` (Adam is coordinate-wise: docs/theory.md section 4.2 and docs/validation.md for how
             far its curve describes the simulation); anything else (RK4, a user's class) raises ValueError.
+        batch_fraction: minibatch size over n, in (0, 1] (1: full batch). Each sample enters a step's
+            gradient with probability ``batch_fraction``, independently across steps (the simulation's
+            ``batch_size = batch_fraction * n``, drawn without replacement each step); the sample side
+            averages over the selection exactly (docs/theory.md section 4.3), with any ``optim``.
         d_eff: dimension of the effective matrix process (>= ``MIN_D_EFF`` = 8; O(1/d_eff) bias).
         samples: independent copies of the effective process averaged in the kernels.
         channels: tangents per sample for the estimate of R (probes of times j = c mod
@@ -273,8 +282,8 @@ def solve_dmft(p: Problem, h: float = 0.05, steps: int = 400, d_eff: int = 64, s
         callback: ``callback(iteration, residual, solved)`` after every iteration: its number over the
             whole solve, the residual of its window, and the number of steps converged so far (the window's
             end once it converged); when marching, after every step as ``(1, 0.0, steps done)``.
-        save_kernels: path of an ``.npz`` with ``t`` (steps + 1,) and the kernels C_e, R, C_r, K,
-            each (steps + 1, steps + 1), as float64 numpy arrays.
+        save_kernels: path of an ``.npz`` with ``t`` (steps + 1,) and the kernels C_e, R, C_r, C_u (the field's
+            covariance, C_r for full batch), K, each (steps + 1, steps + 1), as float64 numpy arrays.
         return_kernels: also return them under ``"kernels"``.
         noisy_test: add Delta to ``test_error`` (as the simulation's option).
         delta: Onsager ratio ``D/n`` of the sample side; default its limit ``1/(2 alpha)``
@@ -297,14 +306,15 @@ def solve_dmft(p: Problem, h: float = 0.05, steps: int = 400, d_eff: int = 64, s
         InsufficientMemoryError (a ValueError): the buffers (:func:`memory_bytes`) do not fit.
     """
     spectrum_steps = tuple(sorted({int(s) for s in spectrum_steps}))
-    _check(h, steps, d_eff, samples, channels, tol, max_iter, damping, spectrum_steps)
+    _check(h, steps, d_eff, samples, channels, tol, max_iter, damping, spectrum_steps, batch_fraction)
     update = _update(optim, h)
     if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
         raise ValueError(f"window must be an integer >= 1 or None, got {window!r}")
     start = time.perf_counter()
     dev = resolve_device(device)
     size = lambda t: torch.empty((), dtype=t).element_size()  # noqa: E731
-    require_bytes(memory_bytes(steps, d_eff, samples, channels, size(dtype), tangent_itemsize=size(tangent_dtype)),
+    require_bytes(memory_bytes(steps, d_eff, samples, channels, size(dtype), tangent_itemsize=size(tangent_dtype),
+                               minibatch=batch_fraction < 1),
                   dev, "solve_dmft", ["reduce d_eff, steps, samples or channels"])
     delta = 1.0 / (2.0 * p.alpha) if delta is None else float(delta)
     if not delta > 0:
@@ -314,13 +324,15 @@ def solve_dmft(p: Problem, h: float = 0.05, steps: int = 400, d_eff: int = 64, s
                             alpha=p.alpha, h=h, lam=p.lam, channels=channels, spectrum_steps=spectrum_steps,
                             kernel_dtype=kd, tangent_dtype=tangent_dtype, **update)
     T1 = steps + 1
-    A, L, K = (torch.zeros(T1, T1, dtype=kd, device=dev) for _ in range(3))  # L: Cholesky factor of C_r
+    A, L, K = (torch.zeros(T1, T1, dtype=kd, device=dev) for _ in range(3))  # L: Cholesky factor of C_u
+    fraction = float(batch_fraction)
+    selection = None if fraction == 1.0 else Selection(T1, fraction, A)
     if window == 1:
-        _march(proc, A, L, K, delta, p.Delta, h, callback)
+        _march(proc, A, L, K, delta, p.Delta, h, selection, callback)
         residuals, windows = [0.0], [{"start": 0, "stop": T1, "iterations": 1, "residual": 0.0, "converged": True}]
     else:
         residuals, windows, damping = _iterate(proc, A, L, K, T1 if window is None else window, delta, p.Delta, h, tol,
-                                      max_iter, damping, callback)
+                                               max_iter, damping, selection, callback)
     failed = [w for w in windows if not w["converged"]]
     if failed:
         first, worst = failed[0], max(failed, key=lambda w: w["residual"])
@@ -330,11 +342,11 @@ def solve_dmft(p: Problem, h: float = 0.05, steps: int = 400, d_eff: int = 64, s
                       f"worst residual {worst['residual']:.3g} in [{worst['start']}, {worst['stop']}) > tol={tol}; "
                       "the result is flagged (converged=False): increase max_iter, set damping (e.g. 0.5), or reduce h",
                       RuntimeWarning, stacklevel=2)
-    side = sample_side(proc.C_e.mean(0), proc.R.mean(0), delta, p.Delta)
+    side = sample_side(proc.C_e.mean(0), proc.R.mean(0), delta, p.Delta, fraction)
     trace_b = _trace(proc)
     out = {"t": h * np.arange(T1), "step": np.arange(T1)}
     out.update({k: v.cpu().numpy() for k, v in _curves(side, trace_b.mean(0), p, noisy_test).items()})
-    out["stderr"] = _jackknife(proc.C_e, proc.R, trace_b, delta, p, noisy_test)
+    out["stderr"] = _jackknife(proc.C_e, proc.R, trace_b, delta, p, noisy_test, fraction)
     out["spectrum"] = [proc.spectra[s].reshape(-1).double().cpu().numpy() for s in spectrum_steps]
     out["spectrum_t"] = h * np.array(spectrum_steps, dtype=float)
     out.update(converged=all(w["converged"] for w in windows), iterations=len(residuals), residuals=residuals,
@@ -342,7 +354,7 @@ def solve_dmft(p: Problem, h: float = 0.05, steps: int = 400, d_eff: int = 64, s
                damping=damping, d_eff=d_eff, samples=samples, wall_time=time.perf_counter() - start)
     kernels = {"t": out["t"], **{k: v.cpu().numpy() for k, v in
                                  (("C_e", proc.C_e.mean(0)), ("R", proc.R.mean(0)), ("C_r", side.C_r),
-                                  ("K", side.K))}}
+                                  ("C_u", side.C_u), ("K", side.K))}}
     if save_kernels is not None:
         np.savez(save_kernels, **kernels)
     if return_kernels:
