@@ -1,8 +1,9 @@
-"""DMFT of Adam and AdamW: the tangent, the population limit, the windows, refusals, the simulation.
+"""DMFT of Adam, AdamW and RMSprop: the tangent, the population limit, the windows, refusals, the simulation.
 
-The effective process runs ``torch.optim.Adam``'s update (AdamW's decoupled weight decay included) on the
-effective gradient (docs/theory.md section 4.2); these tests check it against finite differences, the
-population flow run by torch's own Adam (alpha -> infinity) and GOE-design simulations with ``optim="adam"``.
+The effective process runs ``torch.optim.Adam``'s update (AdamW's decoupled weight decay included; RMSprop is
+its case ``betas = (0, alpha)`` without bias correction) on the effective gradient (docs/theory.md section
+4.2); these tests check it against finite differences, the population flow run by torch's own optimiser
+(alpha -> infinity) and GOE-design simulations with ``optim="adam"``.
 """
 import dataclasses
 import functools
@@ -13,7 +14,7 @@ import pytest
 import torch
 
 from quadflow import Problem
-from quadflow.optim import adam_settings, by_name
+from quadflow.optim import adam_settings, by_name, rmsprop_settings
 from quadflow.theory.dmft import solve_dmft
 from quadflow.theory.population import solve_population
 from quadflow.theory.predictions import DMFT, RunInfo
@@ -23,13 +24,24 @@ CURVE_KEYS = ("mse", "train_loss", "in_sample_error")
 ADAM_VARIANTS = {
     "adam": dict(lr=0.01, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0),
     "adamw": dict(lr=0.01, betas=(0.8, 0.99), eps=1e-3, weight_decay=0.5),
+    "rmsprop": dict(lr=0.005, betas=(0.0, 0.9), eps=1e-6, weight_decay=0.0, bias_correction=False),
 }
+
+
+def _torch_optimizer(settings: dict):
+    """``params -> Optimizer`` of torch's own class for an :data:`ADAM_VARIANTS` entry."""
+    if settings.get("bias_correction", True) is False:
+        return functools.partial(torch.optim.RMSprop, lr=settings["lr"], alpha=settings["betas"][1],
+                                 eps=settings["eps"])
+    cls = torch.optim.AdamW if settings["weight_decay"] else torch.optim.Adam
+    return functools.partial(cls, **settings)
 
 
 @pytest.mark.parametrize("variant", ADAM_VARIANTS)
 def test_adam_response_equals_finite_differences_of_the_process(variant):
     # The tangent of W and of both moments must be the exact derivative of the process w.r.t. the probes:
-    # central differences at a shift of 1e-5 carry O(eps^2) ~ 1e-9 relative error (measured 3e-9 for Adam);
+    # central differences at a shift of 1e-5 carry O(eps^2) ~ 1e-9 relative error (measured 3e-9 for Adam,
+    # 5e-9 for RMSprop);
     # tolerance 1e-7 of the largest entry, as for GD and momentum.
     q = Problem(d=10, kappa=0.7, kappa_star=0.4, alpha=1.0, Delta=0.2, lam=0.1)
     R, fd = finite_difference_response(q, steps=15, channels=2, shift=1e-5, **ADAM_VARIANTS[variant])
@@ -42,12 +54,11 @@ def test_large_alpha_adam_reduces_to_population_adam(variant):
     # alpha -> infinity: the DMFT of Adam must follow the population flow run by torch.optim.Adam / AdamW
     # with the same teacher and initialisation (seed + b), which checks the update's arithmetic (bias
     # correction, eps, decoupled decay) against torch's. The gap is the noise field U ~ alpha^(-1/2):
-    # measured 7e-5 (Adam) and 4e-5 (AdamW) at alpha = 1e6; tolerance 1e-3. GD's DMFT is 87-98 % away.
+    # measured 7e-5 (Adam), 4e-5 (AdamW) and 5e-4 (RMSprop's train loss) at alpha = 1e6; tolerance 1e-3.
+    # GD's DMFT is 87-99 % away.
     p = Problem(d=24, kappa=1.5, kappa_star=0.5, alpha=1e6, Delta=0.3, lam=0.05)
     steps, samples, seed, h = 80, 2, 3, 0.02
-    settings = ADAM_VARIANTS[variant]
-    cls = torch.optim.AdamW if settings["weight_decay"] else torch.optim.Adam
-    optim = functools.partial(cls, **settings)
+    optim = _torch_optimizer(ADAM_VARIANTS[variant])
     pops = [solve_population(p, h=h, steps=steps, d_eff=24, seed=seed + b, optim=optim,
                              record_steps=np.arange(steps + 1)) for b in range(samples)]
     th = solve_dmft(p, h=h, steps=steps, d_eff=24, samples=samples, seed=seed, optim=optim)
@@ -86,13 +97,26 @@ def test_adam_settings_the_dmft_cannot_follow_are_refused_by_name(optim, match):
 def test_adam_settings_reads_adam_and_adamw_only():
     one = [torch.zeros(1, requires_grad=True)]
     assert adam_settings(by_name("adam", 0.05)(one)) == {"lr": 0.05, "betas": (0.9, 0.999), "eps": 1e-8,
-                                                         "weight_decay": 0.0}
+                                                         "weight_decay": 0.0, "bias_correction": True}
     assert adam_settings(torch.optim.AdamW(one, lr=0.05))["weight_decay"] == 0.01
     assert adam_settings(by_name("adam", 0.05, weight_decay=0.1)(one)) is None  # coupled l2
     assert adam_settings(by_name("momentum", 0.05)(one)) is None
     two_groups = torch.optim.Adam([{"params": one}, {"params": [torch.zeros(1, requires_grad=True)], "lr": 0.1}],
                                   lr=0.05)
     assert adam_settings(two_groups) is None
+
+
+def test_rmsprop_settings_read_plain_rmsprop_as_adam_without_bias_correction():
+    one = [torch.zeros(1, requires_grad=True)]
+    assert rmsprop_settings(torch.optim.RMSprop(one, lr=0.05, alpha=0.9, eps=1e-6)) == {
+        "lr": 0.05, "betas": (0.0, 0.9), "eps": 1e-6, "weight_decay": 0.0, "bias_correction": False}
+    for refused in (dict(momentum=0.9), dict(centered=True), dict(weight_decay=0.1)):
+        assert rmsprop_settings(torch.optim.RMSprop(one, lr=0.05, **refused)) is None
+        with pytest.raises(ValueError, match=r"optim=RMSprop is not followed by the DMFT: .*torch.optim.RMSprop "
+                                             r"\(lr, alpha, eps\) without momentum, centered"):
+            solve_dmft(Problem(d=16, kappa=1.0, kappa_star=0.5, alpha=1.0), h=0.05, steps=4, d_eff=24, samples=1,
+                       optim=functools.partial(torch.optim.RMSprop, lr=0.05, **refused))
+    assert rmsprop_settings(by_name("adam", 0.05)(one)) is None
 
 
 def test_app_component_follows_adam():

@@ -44,8 +44,8 @@ def uses_closure(optimizer: torch.optim.Optimizer) -> bool:
     return bool(getattr(optimizer, "uses_closure", False)) or isinstance(optimizer, torch.optim.LBFGS)
 
 
-__all__ = ["PRESETS", "RK4", "adam_settings", "by_name", "dmft_update", "follows_flow", "optimizer_factory", "sgd_settings",
-           "uses_closure"]
+__all__ = ["PRESETS", "RK4", "adam_settings", "by_name", "dmft_update", "follows_flow", "optimizer_factory",
+           "rmsprop_settings", "sgd_settings", "uses_closure"]
 
 
 def gd_mismatch(optimizer: torch.optim.Optimizer, h: float) -> str | None:
@@ -92,7 +92,8 @@ def adam_settings(optimizer: torch.optim.Optimizer) -> dict | None:
     It can for ``torch.optim.Adam`` and ``torch.optim.AdamW`` (the classes themselves) with every parameter
     group alike, ``amsgrad`` and ``maximize`` False, and ``weight_decay`` either 0 or decoupled (AdamW's
     ``W <- (1 - lr wd) W`` before the step; Adam's coupled l2 term is refused, quadflow puts it in the loss):
-    returns ``{"lr", "betas", "eps", "weight_decay"}`` as float, (float, float), float, float.
+    returns ``{"lr", "betas", "eps", "weight_decay", "bias_correction"}`` as float, (float, float), float,
+    float, True.
     """
     if type(optimizer) not in (torch.optim.Adam, torch.optim.AdamW):
         return None
@@ -105,13 +106,31 @@ def adam_settings(optimizer: torch.optim.Optimizer) -> dict | None:
         return None
     b1, b2 = first["betas"]
     return {"lr": float(first["lr"]), "betas": (float(b1), float(b2)), "eps": float(first["eps"]),
-            "weight_decay": float(first["weight_decay"])}
+            "weight_decay": float(first["weight_decay"]), "bias_correction": True}
+
+
+def rmsprop_settings(optimizer: torch.optim.Optimizer) -> dict | None:
+    """The update of ``optimizer`` in :func:`adam_settings`'s form when it is plain RMSprop, or None.
+
+    ``torch.optim.RMSprop(lr, alpha, eps)`` (the class itself, every parameter group alike, without
+    ``momentum``, ``centered``, ``weight_decay`` or ``maximize``) is Adam with ``betas = (0, alpha)`` and no
+    bias correction: ``v <- alpha v + (1 - alpha) g^2``, ``W <- W - lr g / (sqrt(v) + eps)``."""
+    if type(optimizer) is not torch.optim.RMSprop:
+        return None
+    keys = ("lr", "alpha", "eps", "weight_decay", "momentum", "centered", "maximize")
+    first = optimizer.param_groups[0]
+    if any(group.get(k) != first.get(k) for group in optimizer.param_groups[1:] for k in keys):
+        return None
+    if first["momentum"] != 0 or first["centered"] or first["weight_decay"] != 0 or first["maximize"]:
+        return None
+    return {"lr": float(first["lr"]), "betas": (0.0, float(first["alpha"])), "eps": float(first["eps"]),
+            "weight_decay": 0.0, "bias_correction": False}
 
 
 def dmft_update(optimizer: torch.optim.Optimizer) -> dict | None:
-    """The update the DMFT's effective process runs for ``optimizer``: :func:`sgd_settings` or
-    :func:`adam_settings`, None when it follows neither."""
-    return sgd_settings(optimizer) or adam_settings(optimizer)
+    """The update the DMFT's effective process runs for ``optimizer``: :func:`sgd_settings`,
+    :func:`adam_settings` or :func:`rmsprop_settings`, None when it follows none of them."""
+    return sgd_settings(optimizer) or adam_settings(optimizer) or rmsprop_settings(optimizer)
 
 
 def follows_flow(optimizer: torch.optim.Optimizer) -> bool:

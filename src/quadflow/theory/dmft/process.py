@@ -28,7 +28,8 @@ With ``betas = (b1, b2)`` the step is ``torch.optim.Adam(lr, betas, eps)`` (``to
     m_k = b1 m_{k-1} + (1 - b1) g_k,   v_k = b2 v_{k-1} + (1 - b2) g_k^2,   m_{-1} = v_{-1} = 0
     mh = m_k / (1 - b1^(k+1)),   s = sqrt(v_k / (1 - b2^(k+1))),   W_{k+1} = (1 - lr wd) W_k - lr mh / (s + eps)
 
-and its tangent ``dm_k = b1 dm_{k-1} + (1 - b1) dg_k``, ``dv_k = b2 dv_{k-1} + 2 (1 - b2) g_k dg_k``,
+(``torch.optim.RMSprop(lr, alpha, eps)`` is the case ``betas = (0, alpha)`` without the bias corrections,
+``mh = m_k``, ``s = sqrt(v_k)``) and its tangent ``dm_k = b1 dm_{k-1} + (1 - b1) dg_k``, ``dv_k = b2 dv_{k-1} + 2 (1 - b2) g_k dg_k``,
 ``dW_{k+1} = (1 - lr wd) dW_k - lr [dmh / (s + eps) - mh dvh / (2 s (s + eps)^2)]`` (the last term 0 where
 ``s = 0``, where ``v_k`` and ``dv_k`` vanish), ``dg_k = -2 dG_k``.
 
@@ -156,6 +157,8 @@ class EffectiveProcess:
             effective gradient (module docstring); ``lr`` None is ``h``, ``momentum`` 0 is plain GD.
         betas, eps, weight_decay: with ``betas`` (b1, b2) the update is ``torch.optim.AdamW``'s (``Adam``'s
             when ``weight_decay`` is 0) at ``lr`` instead (module docstring); ``momentum`` must then be 0.
+        bias_correction: Adam's division of the moments by ``1 - b^(k+1)``; False with ``betas = (0, alpha)``
+            is ``torch.optim.RMSprop``.
         channels: number P of tangents; tangent c receives the probes of the times
             j = c mod P only, so the estimate of column j of R picks up cross terms
             from T/P injections instead of T (cost: P tangents).
@@ -183,7 +186,7 @@ class EffectiveProcess:
     def __init__(self, draws: Draws, *, alpha: float, h: float, lam: float, lr: float | None = None,
                  momentum: float = 0.0, dampening: float = 0.0, nesterov: bool = False,
                  betas: tuple[float, float] | None = None, eps: float = 1e-8, weight_decay: float = 0.0,
-                 channels: int = 1, spectrum_steps=(), block: int = 32, kernel_dtype: torch.dtype | None = None,
+                 bias_correction: bool = True, channels: int = 1, spectrum_steps=(), block: int = 32, kernel_dtype: torch.dtype | None = None,
                  tangent_dtype: torch.dtype | None = None):
         T, B, m, d = draws.shape
         if betas is not None and momentum != 0:
@@ -191,7 +194,7 @@ class EffectiveProcess:
         self.draws, self.alpha, self.h, self.lam, self.P, self.block = draws, alpha, h, lam, channels, block
         self.lr = h if lr is None else lr
         self.momentum, self.dampening, self.nesterov = momentum, dampening, nesterov
-        self.betas, self.eps, self.weight_decay = betas, eps, weight_decay
+        self.betas, self.eps, self.weight_decay, self.bias_correction = betas, eps, weight_decay, bias_correction
         self.spectrum_steps = frozenset(int(s) for s in spectrum_steps)
         dev, td = draws.w0.device, tangent_dtype or draws.w0.dtype
         self.probes = draws.probes.to(td)  # no copy when the draws hold them in td
@@ -298,7 +301,7 @@ class EffectiveProcess:
             m1, dm1 = torch.add(g.mul(1.0 - b1), m1, alpha=b1), torch.add(dg.mul(1.0 - b1), dm1, alpha=b1)
             m2 = torch.add(g.square().mul(1.0 - b2), m2, alpha=b2)
             dm2 = torch.add(dg.mul(gt).mul_(2.0 * (1.0 - b2)), dm2, alpha=b2)
-        c1, c2 = 1.0 - b1 ** (k + 1), 1.0 - b2 ** (k + 1)
+        c1, c2 = (1.0 - b1 ** (k + 1), 1.0 - b2 ** (k + 1)) if self.bias_correction else (1.0, 1.0)
         mh, s = m1 / c1, (m2 / c2).sqrt()
         den = s + self.eps
         # d(mh / den) = dmh / den - mh dvh / (2 s den^2), with dvh = dm2 / c2; 0 where s = 0 (then dm2 = 0)
@@ -335,7 +338,7 @@ def run_pass(draws: Draws, K: torch.Tensor, L: torch.Tensor, *, alpha: float, h:
              **sgd) -> PassResult:
     """One full pass of the effective process and its tangent(s) for T steps under kernels ``K`` and ``L``
     (both (T+1, T+1); see :class:`EffectiveProcess` for the arguments, ``sgd`` its ``lr``, ``momentum``,
-    ``dampening``, ``nesterov``, ``betas``, ``eps``, ``weight_decay``); ``keep_states`` also returns the error
+    ``dampening``, ``nesterov``, ``betas``, ``eps``, ``weight_decay``, ``bias_correction``); ``keep_states`` also returns the error
     trajectory ``E`` (diagnostics, tests)."""
     T = draws.shape[0]
     proc = EffectiveProcess(draws, alpha=alpha, h=h, lam=lam, channels=channels, spectrum_steps=spectrum_steps,

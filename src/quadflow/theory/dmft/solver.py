@@ -68,7 +68,8 @@ def _check(h, steps, d_eff, samples, channels, tol, max_iter, damping, spectrum_
 def _update(optim, h: float) -> dict:
     """The effective process's update for ``optim`` (None, a preset name or ``params -> Optimizer``), checked:
     ``{"lr", "momentum", "dampening", "nesterov"}`` for SGD (:func:`quadflow.optim.sgd_settings`), ``{"lr",
-    "betas", "eps", "weight_decay"}`` for Adam and AdamW (:func:`quadflow.optim.adam_settings`)."""
+    "betas", "eps", "weight_decay", "bias_correction"}`` for Adam, AdamW and RMSprop
+    (:func:`quadflow.optim.adam_settings`, :func:`quadflow.optim.rmsprop_settings`)."""
     if optim is None:
         return {"lr": h, "momentum": 0.0, "dampening": 0.0, "nesterov": False}
     factory = optimizer_factory(optim, h)
@@ -79,8 +80,9 @@ def _update(optim, h: float) -> dict:
     update = dmft_update(probe)
     if update is None:
         raise ValueError(f"optim={gd_mismatch(probe, h)} is not followed by the DMFT: allowed torch.optim.SGD "
-                         "(lr, momentum, dampening, nesterov) without weight_decay or maximize, and torch.optim.Adam "
-                         "or AdamW (lr, betas, eps, decoupled weight_decay) without amsgrad or maximize")
+                         "(lr, momentum, dampening, nesterov) without weight_decay or maximize, torch.optim.Adam "
+                         "or AdamW (lr, betas, eps, decoupled weight_decay) without amsgrad or maximize, and "
+                         "torch.optim.RMSprop (lr, alpha, eps) without momentum, centered, weight_decay or maximize")
     checks = [("lr", update["lr"], 0 < update["lr"] <= H_MAX, f"(0, {H_MAX:g}]")]
     if "momentum" in update:  # Adam's betas, eps and weight_decay are checked by torch when the probe is built
         checks += [("momentum", update["momentum"], 0 <= update["momentum"] < 1, "[0, 1)"),
@@ -244,7 +246,9 @@ def solve_dmft(p: Problem, h: float = 0.05, steps: int = 400, d_eff: int = 64, s
             ``weight_decay`` or ``maximize``, and ``torch.optim.Adam``/``AdamW`` (``"adam"``: lr = h) with any
             ``betas``, ``eps`` and decoupled ``weight_decay`` torch accepts, without ``amsgrad`` or
             ``maximize`` (Adam is coordinate-wise: docs/theory.md section 4.2 and docs/validation.md for how
-            far its curve describes the simulation); anything else (RK4, a user's class) raises ValueError.
+            far its curve describes the simulation), and ``torch.optim.RMSprop`` (any ``alpha``, ``eps``)
+            without ``momentum``, ``centered``, ``weight_decay`` or ``maximize``; anything else (RK4, a user's
+            class) raises ValueError.
         batch_fraction: minibatch size over n, in (0, 1] (1: full batch). Each sample enters a step's
             gradient with probability ``batch_fraction``, independently across steps (the simulation's
             ``batch_size = batch_fraction * n``, drawn without replacement each step); the sample side
