@@ -19,15 +19,8 @@ import numpy as np
 import torch
 
 from quadflow import Problem, simulate
+from quadflow.analysis.curves import CASES, CURVE_KEYS, H, STEPS  # the cases, shared with validation/dmft_curves.py
 from quadflow.theory.dmft import solve_dmft
-
-H, STEPS = 0.05, 200
-CURVE_KEYS = ("mse", "train_loss", "in_sample_error")
-CASES = {
-    "A": dict(kappa=1.5, kappa_star=0.5, alpha=1.0, Delta=0.0, lam=0.0),
-    "B": dict(kappa=0.5, kappa_star=0.3, alpha=1.5, Delta=0.5, lam=0.1),
-    "C": dict(kappa=2.0, kappa_star=1.0, alpha=0.8, Delta=0.2, lam=0.0),
-}
 
 
 def curve_error(theory: dict, sims: list[dict]) -> dict:

@@ -5,7 +5,7 @@ and the static solution's objective, at growing d: a resumable measurement.
     python scripts/validation/open_regime.py --out docs/results/open_regime --report
 
 A point is (regime, d, seed, h, t_max, polish iterations). Per point (cached as
-``<out>/points/<hash>.json``, the hash of :func:`scale.point_hash`; a rerun skips it):
+``<out>/points/<hash>.json``, the hash of :func:`quadflow.analysis.points.point_hash`; a rerun skips it):
 
 - **GD** (``quadflow.Simulation``, Gaussian inputs, fp64, step ``h``) to ``t_max``, recorded at
   t = 10, 20, 40, ...: mse, train loss, the objective ``J = train_loss + lam Tr(S)/d`` (the loss
@@ -25,29 +25,25 @@ DMFT curves at the GD record times).
 """
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import time
 import warnings
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scale import PARAMS, Regime, parse_numbers, parse_regimes, parse_sizes, problem, run_points  # noqa: E402
-
-from quadflow import Simulation  # noqa: E402
-from quadflow.io import atomic_write_text, dumps  # noqa: E402
-from quadflow.theory import solve_longtime  # noqa: E402
+from quadflow import Simulation
+from quadflow.analysis.points import load_points, parse_numbers, parse_sizes, parser, run_measurement
+from quadflow.analysis.regimes import REGIMES, Regime, parse_regimes, problem
+from quadflow.io import atomic_write_text, dumps
+from quadflow.theory import solve_longtime
 
 OPEN = Regime("O", 0.3, 0.5, 0.29, 1e-3, 0.5, "kappa < kappa*, noisy, small lam, near interpolation")
 
 
 def point_config(regime: Regime, d: int, seed: int, h: float, t_max: float, polish: int) -> dict:
-    return {"regime": regime.name, **{k: float(getattr(regime, k)) for k in PARAMS}, "d": int(d),
-            "seed": int(seed), "h": float(h), "t_max": float(t_max), "polish": int(polish), "precision": "fp64",
-            "curvature": True}
+    return {**regime.config(), "d": int(d), "seed": int(seed), "h": float(h), "t_max": float(t_max),
+            "polish": int(polish), "precision": "fp64", "curvature": True}
 
 
 def state(sim: Simulation) -> dict:
@@ -137,8 +133,8 @@ def measure(cfg: dict) -> dict:
 
 
 def dmft_config(regime: Regime, d_eff: int, h: float, steps: int, samples: int) -> dict:
-    return {"regime": regime.name, **{k: float(getattr(regime, k)) for k in PARAMS}, "d_eff": int(d_eff),
-            "h": float(h), "steps": int(steps), "samples": int(samples), "kind": "dmft"}
+    return {**regime.config(), "d_eff": int(d_eff), "h": float(h), "steps": int(steps), "samples": int(samples),
+            "kind": "dmft"}
 
 
 def measure_dmft(cfg: dict) -> dict:
@@ -172,7 +168,7 @@ def line(res: dict) -> str:
 
 
 def report(out: Path) -> dict:
-    points = [json.loads(p.read_text()) for p in sorted((out / "points").glob("*.json"))]
+    points = load_points(out)
     groups: dict = {}
     for pt in points:
         c = pt["config"]
@@ -201,9 +197,17 @@ def report(out: Path) -> dict:
     return summary
 
 
+def plan_from(args) -> list[dict]:
+    """The DMFT solves (with ``--dmft``), then the GD points, smallest d first."""
+    regimes = parse_regimes(args.regimes, args.regime, {**REGIMES, OPEN.name: OPEN})
+    configs = [dmft_config(r, d_eff, args.h, args.dmft_steps, args.dmft_samples)
+               for d_eff in parse_numbers(args.dmft, "--dmft") for r in regimes] if args.dmft else []
+    return configs + [point_config(r, d, s, args.h, args.t_max, args.polish)
+                      for d in parse_sizes(args.sizes) for s in range(args.seeds) for r in regimes]
+
+
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", required=True, type=Path)
+    ap = parser(__doc__, budget=False)
     ap.add_argument("--regimes", default="O", help="O (the open regime) or the regimes of scale.py")
     ap.add_argument("--regime", action="append", default=[], metavar="NAME:key=value,...")
     ap.add_argument("--sizes", default="32,64,128")
@@ -214,18 +218,10 @@ def main(argv=None) -> None:
     ap.add_argument("--dmft", default="", help="comma-separated d_eff: also solve the DMFT to --dmft-steps")
     ap.add_argument("--dmft-steps", type=int, default=4000)
     ap.add_argument("--dmft-samples", type=int, default=4)
-    ap.add_argument("--report", action="store_true")
     args = ap.parse_args(argv)
-    if not args.report:
-        regimes = parse_regimes(args.regimes, [f"O:{','.join(f'{k}={getattr(OPEN, k)}' for k in PARAMS)}",
-                                               *args.regime])
-        configs = [dmft_config(r, d_eff, args.h, args.dmft_steps, args.dmft_samples)
-                   for d_eff in parse_numbers(args.dmft, "--dmft") for r in regimes] if args.dmft else []
-        configs += [point_config(r, d, s, args.h, args.t_max, args.polish)
-                    for d in parse_sizes(args.sizes) for s in range(args.seeds) for r in regimes]
-        run_points(configs, args.out, measure=lambda c: (measure_dmft if c.get("kind") == "dmft" else measure)(c),
-                   label=label, line=line, log=lambda text: print(text, flush=True))
-    print(json.dumps(report(args.out), indent=1))
+    _, summary = run_measurement(args, plan=plan_from, report=lambda a: report(a.out), label=label, line=line,
+                                 measure=lambda c: (measure_dmft if c.get("kind") == "dmft" else measure)(c))
+    print(json.dumps(summary, indent=1))
 
 
 if __name__ == "__main__":

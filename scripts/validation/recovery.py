@@ -9,7 +9,7 @@ predicted threshold ``alpha_PR`` of the lam = 0 flow (:func:`quadflow.theory.per
 with ``unregularized=True``, at the ratios the finite d realises). A run goes in chunks of ``chunk_t``
 until it **recovers** (``mse < recover`` x its initial mse) or **stalls** (the mse moved by less than
 ``rtol`` relative over the last chunk), or ``t_max``. Each run is cached under ``<out>/points/<hash>.json``
-(:func:`scale.run_points`).
+(:func:`quadflow.analysis.points.run_points`).
 
 The report (``<out>/summary.json``) gives, per pair and d, the recovered fraction at each alpha, the alpha
 where that fraction crosses 1/2 at ``t_max`` (linear between the bracketing grid points, half the bracket as
@@ -19,18 +19,14 @@ recovery times, beside the lam = 0 flow and lam -> 0+ predictions.
 """
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scale import parse_names, parse_numbers, parse_sizes, run_points  # noqa: E402
-
-from quadflow import Problem, Simulation  # noqa: E402
-from quadflow.io import atomic_write_text, dumps  # noqa: E402
-from quadflow.theory import perfect_recovery_threshold  # noqa: E402
+from quadflow import Problem, Simulation
+from quadflow.analysis.points import load_points, parse_names, parse_numbers, parse_sizes, parser, run_measurement
+from quadflow.io import atomic_write_text, dumps
+from quadflow.theory import perfect_recovery_threshold
 
 # (name, kappa, kappa*): the parameter-count branch of the lam = 0 threshold (kappa close to kappa*), its
 # plateau (kappa* < kappa < 1), and kappa > 1 at another kappa*
@@ -119,7 +115,7 @@ def band(alphas: list[float], runs: list[list[dict]]) -> dict:
 
 
 def report(out: Path) -> dict:
-    points = [json.loads(p.read_text()) for p in sorted((out / "points").glob("*.json"))]
+    points = load_points(out)
     groups: dict = {}
     for pt in points:
         c = pt["config"]
@@ -142,8 +138,7 @@ def report(out: Path) -> dict:
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", required=True, type=Path)
+    ap = parser(__doc__, budget=False)
     ap.add_argument("--pairs", default=",".join(PAIRS), help=f"comma-separated among {', '.join(PAIRS)}")
     ap.add_argument("--sizes", default="32,64")
     ap.add_argument("--seeds", type=int, default=2)
@@ -151,16 +146,14 @@ def main(argv=None) -> None:
     ap.add_argument("--t-max", type=float, default=1000.0)
     ap.add_argument("--grid", default=",".join(f"{r:g}" for r in GRID),
                     help="alpha / alpha_PR(lam = 0 flow) ratios, comma-separated (fewer near the threshold at large d)")
-    ap.add_argument("--report", action="store_true")
     args = ap.parse_args(argv)
     grid = parse_grid(args.grid)
-    if not args.report:
-        run_points(plan(parse_names(args.pairs, PAIRS, "--pairs"), parse_sizes(args.sizes), args.seeds, args.h, args.t_max, grid),
-                   args.out, measure=measure,
-                   label=lambda c: f"{c['pair']} d={c['d']} alpha={c['alpha']:g} seed={c['seed']}",
-                   line=lambda r: f"{r['status']} at t={r['t']:g}: mse {r['mse']:.3g} ({r['wall_s']:.0f} s)",
-                   log=lambda text: print(text, flush=True))
-    print(json.dumps(report(args.out), indent=1))
+    _, summary = run_measurement(
+        args, report=lambda a: report(a.out), measure=measure,
+        plan=lambda a: plan(parse_names(a.pairs, PAIRS, "--pairs"), parse_sizes(a.sizes), a.seeds, a.h, a.t_max, grid),
+        label=lambda c: f"{c['pair']} d={c['d']} alpha={c['alpha']:g} seed={c['seed']}",
+        line=lambda r: f"{r['status']} at t={r['t']:g}: mse {r['mse']:.3g} ({r['wall_s']:.0f} s)")
+    print(json.dumps(summary, indent=1))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@
 
 A point is (regime, kappa, kappa_star, alpha, lam, Delta, d, seed, h, precision, device and the
 convergence settings). Its result is cached as ``<out>/points/<hash>.json`` (the first 16 hex
-digits of the sha256 of its sorted JSON config, written atomically): a rerun skips cached points,
+digits of the sha256 of its sorted JSON config, written atomically; :mod:`quadflow.analysis.points`, the
+regimes in :mod:`quadflow.analysis.regimes`): a rerun skips cached points,
 and the point in progress is checkpointed after every chunk (``<out>/partial/<hash>.pt``), so a
 killed run loses at most one chunk. Points run smallest d first (every regime and
 seed at one d before the next d), one progress line each; ``--max-minutes`` stops between points.
@@ -32,10 +33,8 @@ mse and the train loss, generated from the summary.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import functools
-import hashlib
 import io
 import json
 import math
@@ -43,46 +42,21 @@ import platform
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
-from quadflow import Problem, Simulation
+from quadflow import Simulation
 from quadflow.analysis import extrapolate_or_explain, per_size
+from quadflow.analysis.points import load_points, parse_sizes, parser, point_hash, run_points
+from quadflow.analysis.regimes import PARAMS, REGIMES, Regime, parse_regimes, problem
 from quadflow.io import atomic_write_text, dumps
 from quadflow.runtime import cpu_threads, resolve_device, resolve_precision
 from quadflow.theory import solve_longtime
 from quadflow.train.callbacks import DivergenceError, load_checkpoint, save_checkpoint
 
 METRICS = ("mse", "test_error", "train_loss", "in_sample_error", "rank_fraction")
-PARAMS = ("kappa", "kappa_star", "alpha", "lam", "Delta")
-
-
-@dataclass(frozen=True)
-class Regime:
-    """A parameter point of the theory; ``what`` says which regime it stands for."""
-
-    name: str
-    kappa: float
-    kappa_star: float
-    alpha: float
-    lam: float
-    Delta: float
-    what: str = ""
-
-
-# Checked with solve_longtime (all converged, residual < 1e-10, one solution, branch "regularized"):
-#   A  mse 0.01633  train_loss 0.003576  rank 0.500 (= kappa*)      q 0.151
-#   B  mse 0.1140   train_loss 0.08063   rank 0.589 (< kappa: q cut) q 0.075, alpha above alpha_inter 0.378
-#   C  mse 0.1587   train_loss 0.04060   rank 0.300 (= kappa: top-m cut, omega 1.31 > q 0.070)
-#   D  mse 0.07921  train_loss 0.09468   rank 0.624                  q 0.132
-REGIMES = {r.name: r for r in (
-    Regime("A", 1.5, 0.5, 1.0, 0.1, 0.0, "kappa > 1, noiseless"),
-    Regime("B", 0.7, 0.3, 1.0, 0.05, 0.5, "kappa* < kappa < 1, noisy"),
-    Regime("C", 0.3, 0.5, 1.0, 0.05, 0.0, "kappa < kappa*, noiseless (top-m cut)"),
-    Regime("D", 2.0, 0.5, 1.5, 0.1, 0.5, "kappa > 1, noisy, lam > 0"),
-)}
 
 
 @dataclass(frozen=True)
@@ -100,13 +74,7 @@ class Settings:
 
 def point_config(regime: Regime, d: int, seed: int, settings: Settings) -> dict:
     """The point's full config: what its hash is taken of."""
-    return {"regime": regime.name, **{k: float(getattr(regime, k)) for k in PARAMS}, "d": int(d),
-            "seed": int(seed), "design": "gaussian", **asdict(settings)}
-
-
-def point_hash(config: dict) -> str:
-    """First 16 hex digits of the sha256 of the config as sorted JSON."""
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+    return {**regime.config(), "d": int(d), "seed": int(seed), "design": "gaussian", **asdict(settings)}
 
 
 def plan(regimes: list[Regime], sizes: list[int], seeds: int, settings: Settings) -> list[dict]:
@@ -119,11 +87,6 @@ def theory(alpha: float, kappa: float, kappa_star: float, lam: float, Delta: flo
     """``solve_longtime`` values of the metrics, with ``converged`` (cached: each costs about a second)."""
     sol = solve_longtime(alpha=alpha, kappa=kappa, kappa_star=kappa_star, lam=lam, Delta=Delta)
     return {**{m: float(getattr(sol, m)) for m in METRICS}, "converged": bool(sol.converged)}
-
-
-def problem(cfg: dict) -> Problem:
-    """The point's problem (sigma0 = 1)."""
-    return Problem(d=cfg["d"], **{k: cfg[k] for k in PARAMS})
 
 
 def theory_columns(cfg: dict, rec: dict) -> dict:
@@ -209,48 +172,8 @@ def measure(cfg: dict, threads: int | None = None, checkpoint: Path | None = Non
             "torch": torch.__version__, **theory_columns(cfg, rec)}
 
 
-def run_points(configs: list[dict], out: Path, max_minutes: float | None = None, threads: int | None = None,
-               log=print, *, measure=None, label=None, line=None) -> dict:
-    """Measure every config not yet cached under ``out/points``; counts of computed, cached, failed, left.
-
-    ``measure(cfg) -> dict`` (default :func:`measure`), ``label(cfg) -> str`` (the point in the progress
-    lines) and ``line(result) -> str`` (its result, default :func:`progress`) let the other validation
-    scripts share the cache, the budget and the failure handling. The default measure checkpoints a
-    point in progress under ``out/partial/<hash>.pt`` (removed once the point is cached)."""
-    partial = Path(out) / "partial"
-    if measure is None:
-        partial.mkdir(parents=True, exist_ok=True)
-        measure = lambda cfg: globals()["measure"](cfg, threads, partial / f"{point_hash(cfg)}.pt")  # noqa: E731
-    label = label or (lambda cfg: f"{cfg['regime']} d={cfg['d']} seed={cfg['seed']}")
-    line = line or progress
-    folder = Path(out) / "points"
-    folder.mkdir(parents=True, exist_ok=True)
-    counts = {"computed": 0, "cached": 0, "failed": 0, "left": 0}
-    start, last_wall = time.perf_counter(), {}
-    for i, cfg in enumerate(configs, 1):
-        path = folder / f"{point_hash(cfg)}.json"
-        tag, kind = f"[{i}/{len(configs)}] {label(cfg)}", (cfg.get("regime"), cfg.get("d"), cfg.get("kind"))
-        if path.exists():
-            counts["cached"] += 1
-            log(f"{tag}: cached ({path.name})")
-            continue
-        elapsed = time.perf_counter() - start
-        if max_minutes is not None and elapsed + last_wall.get(kind, 0.0) > 60 * max_minutes:
-            counts["left"] = sum(not (folder / f"{point_hash(c)}.json").exists() for c in configs[i - 1:])
-            log(f"budget of {max_minutes:g} min reached after {elapsed / 60:.1f} min: {counts['left']} points left")
-            break
-        try:
-            result = measure(cfg)
-        except Exception as err:  # not cached: a rerun tries again
-            counts["failed"] += 1
-            log(f"{tag}: FAILED {type(err).__name__}: {err}")
-            continue
-        atomic_write_text(path, dumps({"config": cfg, "result": result}, indent=1))
-        (partial / f"{path.stem}.pt").unlink(missing_ok=True)
-        counts["computed"] += 1
-        last_wall[kind] = result["wall_s"]
-        log(f"{tag}: {line(result)}")
-    return counts
+def label(cfg: dict) -> str:
+    return f"{cfg['regime']} d={cfg['d']} seed={cfg['seed']}"
 
 
 def progress(r: dict) -> str:
@@ -259,11 +182,6 @@ def progress(r: dict) -> str:
     gaps = ", ".join(f"{m} {r[m]:.4g} ({100 * r[f'gap_{m}']:+.1f} %)" for m in ("mse", "train_loss"))
     return (f"{r['status']} at t={r['t']:g}: {gaps} vs theory; change {r['rel_change']:.1e}, "
             f"|dW/dt|/|W| {r['grad_rel']:.1e}, {r['wall_s']:.1f} s")
-
-
-def load_points(out: Path) -> list[dict]:
-    """Every cached point under ``out/points`` as ``{"config", "result"}``."""
-    return [json.loads(p.read_text()) for p in sorted((Path(out) / "points").glob("*.json"))]
 
 
 def group_key(cfg: dict) -> str:
@@ -382,60 +300,6 @@ def report(out: Path, log=print) -> dict:
     return summary
 
 
-def parse_regimes(names: str, overrides: list[str]) -> list[Regime]:
-    """The regimes named in ``names`` (comma-separated), after ``NAME:key=value,...`` overrides.
-
-    An override of an unknown NAME defines a new regime and must give all of kappa, kappa_star,
-    alpha, lam, Delta.
-    """
-    table = dict(REGIMES)
-    for spec in overrides:
-        name, _, body = spec.partition(":")
-        values = {}
-        for item in filter(None, body.split(",")):
-            key, _, value = item.partition("=")
-            if key not in PARAMS:
-                raise ValueError(f"--regime {spec!r}: unknown key {key!r}; allowed {', '.join(PARAMS)}")
-            try:
-                values[key] = float(value)
-            except ValueError:
-                raise ValueError(f"--regime {spec!r}: {key} must be a number, got {value!r}") from None
-        if name in table:
-            table[name] = replace(table[name], **values)
-        elif set(values) == set(PARAMS):
-            table[name] = Regime(name, **values, what="given on the command line")
-        else:
-            raise ValueError(f"--regime {spec!r}: a new regime needs all of {', '.join(PARAMS)}")
-    return [table[n] for n in parse_names(names, table, "--regimes")]
-
-
-def parse_names(text: str, known, option: str) -> list[str]:
-    """The comma-separated names of ``text``, each one of ``known``; else a one-line ValueError naming ``option``."""
-    chosen = [n for n in text.split(",") if n]
-    unknown = [n for n in chosen if n not in known]
-    if unknown or not chosen:
-        raise ValueError(f"{option}: unknown {', '.join(unknown) or 'none given'}; known {', '.join(sorted(known))}")
-    return chosen
-
-
-def parse_numbers(text: str, key: str, kind: type = int, low: float = 2, strict: bool = False) -> list:
-    """Comma-separated values of ``kind`` for option ``key``, each ``>= low`` (``> low`` if ``strict``);
-    ValueError naming the key, the rule and the text otherwise."""
-    rule = f"{'>' if strict else '>='} {low:g}"
-    why = f"{key}: each must be {rule}, as comma-separated {'integers' if kind is int else 'numbers'}; got {text!r}"
-    try:
-        values = [kind(s) for s in text.split(",") if s]
-    except ValueError:
-        raise ValueError(why) from None
-    if not values or any(v <= low if strict else v < low for v in values):
-        raise ValueError(why)
-    return values
-
-
-def parse_sizes(text: str) -> list[int]:
-    return parse_numbers(text, "--sizes")
-
-
 def check(configs: list[dict], s: Settings, seeds: int) -> None:
     """Every value in range before the first point starts (ValueError naming the first bad one)."""
     if seeds < 1:
@@ -450,9 +314,9 @@ def check(configs: list[dict], s: Settings, seeds: int) -> None:
 
 
 def parse_args(argv):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", required=True, type=Path, help="results folder (points/, points.csv, summary.json)")
-    ap.add_argument("--regimes", default="A,B,C,D", help="comma-separated regime names (built in: A,B,C,D)")
+    ap = parser(__doc__, out_help="results folder (points/, points.csv, summary.json)",
+                report_help="only write points.csv and summary.json from the cache")
+    ap.add_argument("--regimes", default="A,B,C,D", help=f"comma-separated regime names (built in: {','.join(REGIMES)})")
     ap.add_argument("--regime", action="append", default=[], metavar="NAME:key=value,...",
                     help="override a regime's kappa, kappa_star, alpha, lam, Delta (or define a new one)")
     ap.add_argument("--sizes", default="64,128,256", help="comma-separated d")
@@ -463,8 +327,6 @@ def parse_args(argv):
         ap.add_argument(f"--{name.replace('_', '-')}", type=kind, default=getattr(defaults, name),
                         help=f"default {getattr(defaults, name)}")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: about one per 128 of d)")
-    ap.add_argument("--max-minutes", type=float, default=None, help="start no point after this budget")
-    ap.add_argument("--report", action="store_true", help="only write points.csv and summary.json from the cache")
     return ap.parse_args(argv)
 
 
@@ -477,7 +339,8 @@ def main(argv=None) -> dict:
                             chunk_t=args.chunk_t, rtol=args.rtol, gtol=args.gtol, t_max=args.t_max)
         configs = plan(parse_regimes(args.regimes, args.regime), parse_sizes(args.sizes), args.seeds, settings)
         check(configs, settings, args.seeds)
-        counts = run_points(configs, args.out, args.max_minutes, args.threads)
+        counts = run_points(configs, args.out, max_minutes=args.max_minutes, label=label, line=progress,
+                            checkpoints=True, measure=lambda cfg, partial: measure(cfg, args.threads, partial))
         print(f"computed {counts['computed']}, cached {counts['cached']}, failed {counts['failed']}, "
               f"left {counts['left']}", flush=True)
     report(args.out)

@@ -1,9 +1,10 @@
-"""File writing shared by every part: atomic replacement and JSON-safe values.
+"""File writing shared by every part: atomic replacement, JSON-safe values and the hash of a config.
 
 A kill at any moment leaves either the previous file or the new one, never a torn one.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -53,6 +54,16 @@ def _deep(obj):
     if isinstance(obj, np.ndarray):
         return [_deep(v) for v in obj.tolist()]
     return jsonable(obj)
+
+
+def stable_hash(values) -> str:
+    """The first 16 hex digits of the sha256 of ``values`` as sorted JSON (other objects as ``str``).
+
+    The cache key of a result, the same across processes and machines: the app's checkpoints and theory
+    caches (:func:`quadflow.cli.job.config_hash`) and the points of the resumable measurements
+    (:func:`quadflow.analysis.points.point_hash`). Changing the serialisation would orphan every cache.
+    """
+    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def read_jsonl(path: Path) -> list[dict]:

@@ -2,7 +2,6 @@
 the threshold estimate."""
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,6 @@ FOLDER = Path(__file__).resolve().parents[2] / "scripts" / "validation"
 
 
 def _load(name):
-    sys.path.insert(0, str(FOLDER))  # they import scale.py from their folder
     spec = importlib.util.spec_from_file_location(f"quadflow_validation_{name}", FOLDER / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

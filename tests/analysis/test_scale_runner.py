@@ -1,4 +1,6 @@
-"""scripts/validation/scale.py on a tiny config: cache files, skip on rerun, budget stop, report files."""
+"""scripts/validation/scale.py on a tiny config: cache files, skip on rerun, budget stop, report files (the
+runner and the regimes it shares with open_regime.py: quadflow.analysis.points and .regimes)."""
+import contextlib
 import csv
 import importlib.util
 import json
@@ -6,6 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from quadflow.analysis.points import point_hash
+from quadflow.analysis.regimes import REGIMES, parse_regimes
 
 PATH = Path(__file__).resolve().parents[2] / "scripts" / "validation" / "scale.py"
 # d = 12 and 16, 2 seeds of regime A, 20 steps of h = 0.05; rtol and gtol so loose that the first
@@ -24,6 +29,24 @@ def scale():
     del sys.modules[spec.name]
 
 
+@contextlib.contextmanager
+def killed_at_chunk(n: int, scale, monkeypatch):
+    """A kill (KeyboardInterrupt) at the end of the ``n``-th chunk of a point, as by a signal."""
+    calls, speed = [], scale.speed
+
+    def killed(model):
+        calls.append(1)
+        if len(calls) == n:
+            raise KeyboardInterrupt
+        return speed(model)
+
+    monkeypatch.setattr(scale, "speed", killed)
+    try:
+        yield
+    finally:
+        monkeypatch.setattr(scale, "speed", speed)
+
+
 def test_points_are_cached_skipped_on_rerun_and_reported(scale, tmp_path, capsys):
     counts = scale.main(["--out", str(tmp_path), *TINY])
     assert counts == {"computed": 4, "cached": 0, "failed": 0, "left": 0}
@@ -31,10 +54,10 @@ def test_points_are_cached_skipped_on_rerun_and_reported(scale, tmp_path, capsys
     printed = capsys.readouterr().out
     assert printed.count("converged at t=0.5") == 4 and "[1/4] A d=12 seed=0" in printed  # smallest d first
     settings = scale.Settings(h=0.05, chunk_t=0.5, t_max=1.0, rtol=1e6, gtol=1e6)
-    configs = scale.plan([scale.REGIMES["A"]], [16, 12], 2, settings)
+    configs = scale.plan([REGIMES["A"]], [16, 12], 2, settings)
     assert [c["d"] for c in configs] == [12, 12, 16, 16]
     files = sorted(p.name for p in (tmp_path / "points").iterdir())
-    assert files == sorted(f"{scale.point_hash(c)}.json" for c in configs)
+    assert files == sorted(f"{point_hash(c)}.json" for c in configs)
     point = json.loads((tmp_path / "points" / files[0]).read_text())
     assert point["config"] in configs and point["result"]["status"] == "converged"
     res = point["result"]
@@ -67,39 +90,43 @@ def test_points_are_cached_skipped_on_rerun_and_reported(scale, tmp_path, capsys
 def test_budget_stops_between_points_and_overrides_change_the_hash(scale, tmp_path):
     counts = scale.main(["--out", str(tmp_path), *TINY, "--max-minutes", "0"])
     assert counts == {"computed": 0, "cached": 0, "failed": 0, "left": 4}
-    (a,) = scale.parse_regimes("A", ["A:lam=0.2"])
+    (a,) = parse_regimes("A", ["A:lam=0.2"])
     assert a.lam == 0.2 and a.kappa == 1.5
-    (e,) = scale.parse_regimes("E", ["E:kappa=1,kappa_star=0.5,alpha=2,lam=0.1,Delta=0"])
+    (e,) = parse_regimes("E", ["E:kappa=1,kappa_star=0.5,alpha=2,lam=0.1,Delta=0"])
     assert e.alpha == 2.0
     s = scale.Settings()
-    assert scale.point_hash(scale.point_config(a, 64, 0, s)) != scale.point_hash(
-        scale.point_config(scale.REGIMES["A"], 64, 0, s))
+    assert point_hash(scale.point_config(a, 64, 0, s)) != point_hash(
+        scale.point_config(REGIMES["A"], 64, 0, s))
     with pytest.raises(ValueError, match="a new regime needs all of"):
-        scale.parse_regimes("E", ["E:kappa=1"])
+        parse_regimes("E", ["E:kappa=1"])
     with pytest.raises(ValueError, match="--regimes: unknown Z"):
-        scale.parse_regimes("A,Z", [])
+        parse_regimes("A,Z", [])
 
 
 def test_a_killed_point_resumes_from_its_last_chunk_to_the_same_result(scale, tmp_path, monkeypatch):
-    cfg = scale.point_config(scale.REGIMES["A"], 12, 0, scale.Settings(h=0.05, precision="fp64", chunk_t=0.5,
-                                                                       rtol=0.0, gtol=0.0, t_max=3.0))
+    cfg = scale.point_config(REGIMES["A"], 12, 0, scale.Settings(h=0.05, precision="fp64", chunk_t=0.5,
+                                                                 rtol=0.0, gtol=0.0, t_max=3.0))
     whole = scale.measure(cfg)
-    calls, speed = [], scale.speed
-
-    def killed_at_the_third_chunk(model):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return speed(model)
-
-    monkeypatch.setattr(scale, "speed", killed_at_the_third_chunk)
     checkpoint = tmp_path / "point.pt"
-    with pytest.raises(KeyboardInterrupt):
+    with killed_at_chunk(3, scale, monkeypatch), pytest.raises(KeyboardInterrupt):
         scale.measure(cfg, checkpoint=checkpoint)
-    monkeypatch.setattr(scale, "speed", speed)
     resumed = scale.measure(cfg, checkpoint=checkpoint)
     assert resumed["resumed_wall_s"] > 0 and resumed["steps"] == whole["steps"] == 60
     assert all(resumed[m] == whole[m] for m in ("mse", "train_loss", "grad_rel", "rel_change"))  # fp64, same steps
     other = dict(cfg, seed=1)
     with pytest.raises(ValueError, match="different configuration"):
         scale.measure(other, checkpoint=checkpoint)
+
+
+def test_the_runner_gives_a_killed_point_its_checkpoint_on_the_next_run(scale, tmp_path, monkeypatch):
+    args = ["--out", str(tmp_path), "--regimes", "A", "--sizes", "12", "--seeds", "1", "--h", "0.05", "--chunk-t",
+            "0.5", "--t-max", "2", "--rtol", "1e-30", "--gtol", "1e-30", "--precision", "fp64"]
+    with killed_at_chunk(2, scale, monkeypatch), pytest.raises(KeyboardInterrupt):
+        scale.main(args)
+    (partial,) = (tmp_path / "partial").iterdir()
+    (cfg,) = scale.plan([REGIMES["A"]], [12], 1, scale.Settings(h=0.05, precision="fp64", chunk_t=0.5, rtol=1e-30,
+                                                                  gtol=1e-30, t_max=2.0))
+    assert partial.name == f"{point_hash(cfg)}.pt" and not list((tmp_path / "points").iterdir())
+    assert scale.main(args)["computed"] == 1
+    (point,) = (tmp_path / "points").iterdir()
+    assert json.loads(point.read_text())["result"]["resumed_wall_s"] > 0 and not partial.exists()

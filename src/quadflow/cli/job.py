@@ -7,7 +7,6 @@ Files in the job's output folder (docs/architecture.md): ``config.yaml``,
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import math
@@ -28,7 +27,7 @@ from quadflow.cli.build import ConfigError, build, build_callbacks, build_proble
 from quadflow.cli.console import WARNINGS_LOGGER
 from quadflow.cli.schema import check_config
 from quadflow.cli.sweeps import objective_value
-from quadflow.io import atomic_write_text, dumps
+from quadflow.io import atomic_write_text, dumps, stable_hash
 from quadflow.logging import JsonlSink, Tracker
 from quadflow.models import uses_analytic_gradient
 from quadflow.runtime import cpu_threads, init_from_env, resolve_device, world
@@ -52,8 +51,9 @@ def config_values(cfg, *keys: str) -> dict:
 
 
 def config_hash(cfg, *keys: str) -> str:
-    """Hash of the resolved config subtrees that determine a result (cache keys)."""
-    return hashlib.sha256(json.dumps(config_values(cfg, *keys), sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """Hash of the resolved config subtrees that determine a result (cache keys): :func:`quadflow.io.stable_hash`,
+    the hash of the validation scripts' points too."""
+    return stable_hash(config_values(cfg, *keys))
 
 
 def changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
