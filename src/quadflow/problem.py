@@ -6,6 +6,10 @@ training-set size ``n = round(alpha d^2)``. ``Delta`` is the label-noise
 variance, ``lam`` the l2 (weight-decay) strength in the paper's time
 convention ``dW/dt = 2 (W Gamma - lam W)``, ``sigma0`` the standard deviation
 of the i.i.d. initial weights.
+
+:class:`Ratios` holds these d-free parameters alone (what the high-dimensional
+theory depends on); :class:`Problem` adds ``d``. ``Problem.ratios`` and
+``Ratios.at(d)`` go from one to the other.
 """
 from __future__ import annotations
 
@@ -54,6 +58,54 @@ def _check_step(h: float) -> None:
                          "h = 1/(2 lambda_max(S)), under 1 here; larger steps diverge)")
 
 
+RATIOS = ("kappa", "kappa_star", "alpha", "Delta", "lam", "sigma0")  # the d-free parameters, in order
+
+
+def _ratio_values(params) -> dict:
+    """The :data:`RATIOS` attributes of ``params`` (a Ratios or a Problem) by name."""
+    return {name: getattr(params, name) for name in RATIOS}
+
+
+@dataclass(frozen=True)
+class Ratios:
+    """The d-free parameters of a problem: what the high-dimensional theory depends on (theory.md section 1).
+
+    Attributes:
+        kappa: student width ratio ``m / d`` (> 0).
+        kappa_star: teacher width ratio ``m_star / d`` (> 0).
+        alpha: sample ratio ``n / d^2`` (> 0).
+        Delta: label-noise variance (>= 0).
+        lam: l2 regularisation strength (>= 0), in the paper's time.
+        sigma0: standard deviation of the initial weights (> 0); 1 is the paper's.
+
+    Raises ``ValueError`` (one line naming the parameter, its value and the allowed range) for a value
+    outside the model's domain, as :class:`Problem` does.
+    """
+
+    kappa: float
+    kappa_star: float
+    alpha: float
+    Delta: float = 0.0
+    lam: float = 0.0
+    sigma0: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_domain(**_ratio_values(self))
+
+    def at(self, d: int) -> "Problem":
+        """The :class:`Problem` of these ratios at input dimension ``d`` (int >= 2)."""
+        return Problem(d=d, **asdict(self))
+
+
+def as_ratios(params: "Ratios | Problem") -> Ratios:
+    """``params`` as :class:`Ratios`: itself, or a Problem's :attr:`Problem.ratios`; ``TypeError`` otherwise."""
+    if isinstance(params, Ratios):
+        return params
+    if isinstance(params, Problem):
+        return params.ratios
+    raise TypeError(f"expected a quadflow Ratios or Problem, got {type(params).__name__}: {params!r}")
+
+
 @dataclass(frozen=True)
 class Problem:
     """A teacher/student quadratic-network problem (theory.md section 1).
@@ -79,10 +131,14 @@ class Problem:
     def __post_init__(self) -> None:
         if isinstance(self.d, bool) or not isinstance(self.d, int) or self.d < 2:
             raise ValueError(f"d must be an integer >= 2, got {self.d!r}")
-        check_domain(kappa=self.kappa, kappa_star=self.kappa_star, alpha=self.alpha,
-                     Delta=self.Delta, lam=self.lam, sigma0=self.sigma0)
+        check_domain(**_ratio_values(self))
         if self.n < 1:
             raise ValueError(f"alpha={self.alpha} gives n = round(alpha d^2) = 0 samples at d={self.d}")
+
+    @property
+    def ratios(self) -> Ratios:
+        """The d-free parameters (kappa, kappa_star, alpha, Delta, lam, sigma0) as :class:`Ratios`."""
+        return Ratios(**_ratio_values(self))
 
     @property
     def m(self) -> int:

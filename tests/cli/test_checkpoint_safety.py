@@ -82,8 +82,8 @@ def test_an_interrupted_run_with_theories_resumes_from_a_weights_only_checkpoint
     def no_theory(*args, **kwargs):
         raise AssertionError("the theories come from the checkpoint")
 
-    monkeypatch.setattr("quadflow.theory.predictions.Population.compute", no_theory)
-    monkeypatch.setattr("quadflow.theory.predictions.LongTime.compute", no_theory)
+    monkeypatch.setattr("quadflow.cli.theories.Population.compute", no_theory)
+    monkeypatch.setattr("quadflow.cli.theories.LongTime.compute", no_theory)
     resumed = run_job(make_cfg(*overrides), tmp_path / "run")
     assert resumed["status"] == "ok" and resumed["steps_done"] == 40
     assert read_jsonl(tmp_path / "run" / "metrics.jsonl") == read_jsonl(tmp_path / "ref" / "metrics.jsonl")

@@ -30,7 +30,7 @@ def check(*argv: str) -> None:
                         "theory=[dmft]?"),
     (["-m", "theory=[dmft],[dmtf]"], "did you mean theory=[dmft],[dmft]?"),
     (["theory=[population]", "theory.dmft.d_eff=96"], "theory dmft is not selected: add it to theory=[...]"),
-    (["theory.dmft.d_ef=96"], "theory.dmft (quadflow.theory.predictions.DMFT) takes no d_ef; did you mean "
+    (["theory.dmft.d_ef=96"], "theory.dmft (quadflow.cli.theories.DMFT) takes no d_ef; did you mean "
                               "theory.dmft.d_eff?"),
     (["trainer.lam=0.1"], "did you mean problem.lam?"),
     (["optm=adam"], "optm=adam: no key optm; did you mean optim?"),

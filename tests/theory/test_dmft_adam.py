@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from quadflow import Problem
+from quadflow.cli.theories import DMFT, RunInfo
 from quadflow.optim import adam_settings, by_name, rmsprop_settings
 from quadflow.theory.dmft import solve_dmft
 from quadflow.theory.population import solve_population
-from quadflow.theory.predictions import DMFT, RunInfo
 from dmft_checks import assert_dmft_follows, finite_difference_response, goe_gaps
 
 CURVE_KEYS = ("mse", "train_loss", "in_sample_error")

@@ -1,7 +1,7 @@
 """The DMFT's progress lines: a windowed solve reports its iterations and residuals, a marching one does not."""
 import logging
 
-from quadflow.theory.predictions import DMFT
+from quadflow.cli.theories import DMFT
 
 
 def _lines(caplog, window):

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from quadflow import Problem
+from quadflow.cli.theories import DMFT, RunInfo
 from quadflow.optim import by_name, gd_mismatch
-from quadflow.theory.predictions import DMFT, RunInfo
 
 H = 0.05
 

@@ -27,12 +27,12 @@ from quadflow.cli.build import ConfigError, build, build_callbacks, build_proble
 from quadflow.cli.console import WARNINGS_LOGGER
 from quadflow.cli.schema import check_config
 from quadflow.cli.sweeps import objective_value
+from quadflow.cli.theories import Prediction, RunInfo
 from quadflow.io import atomic_write_text, dumps, stable_hash
 from quadflow.logging import JsonlSink, Tracker
 from quadflow.models import uses_analytic_gradient
 from quadflow.runtime import cpu_threads, init_from_env, resolve_device, world
 from quadflow.runtime.distributed import shared_path
-from quadflow.theory.predictions import Prediction, RunInfo
 from quadflow.train import METRICS, DivergenceError, SignalStop, load_checkpoint, record_schedule, spectrum_schedule
 from quadflow.train.callbacks import CheckpointError
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
 from quadflow.problem import H_MAX
-from quadflow.train.metrics import RANK_TOL
+from quadflow.observables import RANK_TOL
 
 
 @dataclass

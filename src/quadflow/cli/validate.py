@@ -86,7 +86,7 @@ def check_theories_fit(theories: dict, steps: int, device: torch.device, minibat
     precision and tangent channels; ``minibatch``: the run draws minibatches). Its (steps+1)^2 kernels need memory whatever its settings: when even the
     smallest settings do not fit, the message gives the most steps that do."""
     from quadflow.theory.dmft.solver import MIN_D_EFF, memory_bytes, solve_dmft
-    from quadflow.theory.predictions import DMFT
+    from quadflow.cli.theories import DMFT
 
     dmft = next((t for t in theories.values() if isinstance(t, DMFT)), None)
     if dmft is None:

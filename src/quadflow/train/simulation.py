@@ -17,8 +17,8 @@ from quadflow.runtime import check_fits, estimate_bytes, resolve_device, resolve
 from quadflow.train.batches import MinibatchSampler, check_batch_size
 from quadflow.train.callbacks import Callback, DivergenceGuard
 from quadflow.train.loop import Trainer
-from quadflow.train.metrics import RANK_TOL, Evaluator, collect
-from quadflow.train.schedules import log_schedule
+from quadflow.observables import RANK_TOL, Evaluator, collect
+from quadflow.schedules import log_schedule
 
 log = logging.getLogger("quadflow")
 

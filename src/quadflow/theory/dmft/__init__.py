@@ -8,7 +8,8 @@
   and the observables from ``C_e`` and ``R``).
 
 ``from quadflow.theory.dmft import solve_dmft`` (and ``CURVES``, ``MIN_D_EFF``,
-``memory_bytes``, ``WINDOW``) is a stable import path.
+``memory_bytes``, ``WINDOW``) is a stable import path; :mod:`quadflow.theory` is the
+documented one of :func:`solve_dmft`.
 """
 from quadflow.theory.dmft.solver import CURVES, MIN_D_EFF, WINDOW, memory_bytes, solve_dmft
 

@@ -9,35 +9,47 @@ kernel map is deterministic. It is also causal: the kernel row k depends on the
 process up to step k only, and the process up to step k on the rows before k.
 The default solve marches: one pass over the steps, each step's kernel row
 computed from the process up to it and then used by that step, which is the
-fixed point itself. Longer windows iterate it window after window of steps
-(plain iteration on the window's rows, the past frozen), as a cross-check. Outputs are on the simulation's grid
-``t = step * h`` (the paper's time, docs/theory.md section 2), step 0..steps,
-with the simulation's metric names and normalisation (docs/theory.md sections
-1-2: ``mse = |S - S*|_F^2 / d``, ``train_loss = (1/(4n)) sum r^2``).
+fixed point itself (``method="march"``). ``method="windows"`` iterates it
+window after window of steps (plain iteration on the window's rows, the past
+frozen), as a cross-check. Outputs (:class:`quadflow.theory.DMFTResult`) are on
+the simulation's grid ``t = step * h`` (the paper's time, docs/theory.md section 2),
+step 0..steps, with the simulation's metric names and normalisation (docs/theory.md
+sections 1-2: ``mse = |S - S*|_F^2 / d``, ``train_loss = (1/(4n)) sum r^2``).
 """
 from __future__ import annotations
 
 import math
 import time
 import warnings
-from dataclasses import replace
 
 import numpy as np
 import torch
 
 from quadflow.optim import dmft_update, gd_mismatch, optimizer_factory
-from quadflow.problem import H_MAX, Problem, check_domain
+from quadflow.problem import H_MAX, Problem, Ratios, as_ratios, check_domain
 from quadflow.runtime.device import resolve_device
 from quadflow.runtime.memory import require_bytes
 from quadflow.theory.dmft.kernels import Selection, row_change, sample_rows, sample_side
 from quadflow.theory.dmft.process import EffectiveProcess, draw
+from quadflow.theory.results import CURVES, DMFTResult
 
-CURVES = ("mse", "test_error", "train_loss", "in_sample_error", "trace", "loss_reg")
 MIN_D_EFF = 8  # smallest d_eff accepted: the kernel estimates are unstable below it
 WARN_D_EFF = 24  # below this d_eff a solve warns (O(1/d_eff) bias)
 STALL_ITERATIONS = 3  # non-decreasing residuals before the damping fallback
 FALLBACK_DAMPING = 0.5
 WINDOW = 1  # steps per causal window; 1 marches in one exact pass (docs/benchmarks.md: 1.6x faster than 25 at d_eff 64, T 400)
+METHODS = ("march", "windows")  # the solve methods of solve_dmft
+WINDOWS_WIDTH = 25  # default window of method="windows" (6-7 iterations per window)
+
+
+class _Unset:
+    """The default of an argument left out (``window`` of :func:`solve_dmft`, where None has a meaning)."""
+
+    def __repr__(self) -> str:
+        return "<unset>"
+
+
+_UNSET = _Unset()
 
 
 def _check(h, steps, d_eff, samples, channels, tol, max_iter, damping, spectrum_steps, batch_fraction) -> None:
@@ -119,7 +131,23 @@ def _check_stable(C_e: torch.Tensor, rows, a: int, h: float) -> None:
                          "momentum mu roughly lr < (1 + mu)/(2 lambda_max(S)))")
 
 
-def _curves(side, trace: torch.Tensor, p: Problem, noisy_test: bool) -> dict:
+def _solve_method(method: str | None, window) -> tuple[str, int | None]:
+    """``(method, window width)`` from :func:`solve_dmft`'s ``method`` and ``window`` (None width: all steps)."""
+    if window not in (_UNSET, None) and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
+        raise ValueError(f"window must be an integer >= 1 or None, got {window!r}")
+    if method is None:  # the window alone: 1 (the default) marches, any other width iterates windows
+        method = "march" if window in (_UNSET, 1) else "windows"
+    elif method not in METHODS:
+        raise ValueError(f"method={method!r} is not a DMFT solve method: allowed {' or '.join(map(repr, METHODS))}")
+    if method == "march":
+        if window not in (_UNSET, 1):
+            raise ValueError(f"window={window!r} does not apply to method='march' (one pass, step by step): "
+                             "allowed window=1 or left out; use method='windows' for longer windows")
+        return method, 1
+    return method, WINDOWS_WIDTH if window is _UNSET else window
+
+
+def _curves(side, trace: torch.Tensor, p: Ratios, noisy_test: bool) -> dict:
     """The ``CURVES`` (each (T+1,)) from the sample side ``side`` and the sample mean ``trace`` (T+1,) of
     ``Tr S_k / d_eff``; ``loss_reg = train_loss + lam trace`` is the objective GD descends per unit of ``m d``."""
     mse = side.mse
@@ -136,7 +164,7 @@ def _trace(proc: EffectiveProcess) -> torch.Tensor:
     return ((tr_e + tr_star) / d).mT
 
 
-def _jackknife(C_e_b: torch.Tensor, R_b: torch.Tensor, trace_b: torch.Tensor, delta: float, p: Problem,
+def _jackknife(C_e_b: torch.Tensor, R_b: torch.Tensor, trace_b: torch.Tensor, delta: float, p: Ratios,
                noisy_test: bool, fraction: float) -> dict:
     """Leave-one-sample-out standard errors of the curves (NaN with one sample), from the per-sample kernels
     ``C_e_b``, ``R_b`` (B, T+1, T+1) and traces ``trace_b`` (B, T+1)."""
@@ -227,17 +255,19 @@ def _iterate(proc: EffectiveProcess, A: torch.Tensor, L: torch.Tensor, K: torch.
     return residuals, windows, damping
 
 
-def solve_dmft(p: Problem, h: float = 0.05, steps: int = 400, d_eff: int = 64, samples: int = 4, seed: int = 0,
-               channels: int = 4, device: str = "cpu", dtype: torch.dtype = torch.float64,
+def solve_dmft(p: Ratios | Problem, h: float = 0.05, steps: int = 400, d_eff: int = 64, samples: int = 4,
+               seed: int = 0, channels: int = 4, device: str = "cpu", dtype: torch.dtype = torch.float64,
                tangent_dtype: torch.dtype = torch.float32, tol: float = 1e-4,
-               max_iter: int = 60, damping: float = 0.0, window: int | None = WINDOW, spectrum_steps=(),
+               max_iter: int = 60, damping: float = 0.0, window: int | None = _UNSET, spectrum_steps=(),
                callback=None, save_kernels: str | None = None, return_kernels: bool = False,
-               noisy_test: bool = False, delta: float | None = None, optim=None, batch_fraction: float = 1.0) -> dict:
+               noisy_test: bool = False, delta: float | None = None, optim=None, batch_fraction: float = 1.0,
+               method: str | None = None) -> DMFTResult:
     """Solve the discrete-time DMFT of GD ``W <- W + 2h (W Gamma - lam W)`` (or of ``optim``) for ``steps`` steps.
 
     Args:
-        p: the problem; only its ratios (kappa, kappa_star, alpha, Delta, lam, sigma0)
-            enter, the parameter side is simulated at ``d_eff`` (p.d is ignored).
+        p: the ratios (kappa, kappa_star, alpha, Delta, lam, sigma0), as :class:`quadflow.Ratios` or a
+            :class:`quadflow.Problem` (whose ``d`` does not enter: the parameter side is simulated at
+            ``d_eff``).
         h, steps: GD step size (paper's time, t = step * h) and number of steps.
         optim: the parameter update, as the simulation takes it: None or ``"gd"`` (GD at step h), a preset
             name (``"momentum"``: ``torch.optim.SGD(lr=h, momentum=0.9)``) or a callable ``params ->
@@ -276,12 +306,15 @@ def solve_dmft(p: Problem, h: float = 0.05, steps: int = 400, d_eff: int = 64, s
             steps and its residual) and sets ``converged=False``; the later windows still run.
         damping: weight of the old kernels in the update of a window longer than one step (0 = plain
             iteration). If the residual of a window stalls for 3 iterations, damping switches to 0.5 (warned).
-        window: steps per causal window. Row k of the kernels depends on the process up to step k only, and
-            the process up to k on the rows before k. ``1`` (default) marches: one pass, each step's row
-            computed from the process up to it before that step runs; no iteration, no tolerance, the fixed
-            point to round-off (``residuals == [0.0]``, ``passes == 1``). Longer windows iterate the fixed
-            point window after window with the past frozen (6-7 iterations at 25 steps, to ``tol``); None:
-            one window over all steps (the plain fixed-point iteration, 11-13 iterations).
+        method: how the fixed point is solved. Row k of the kernels depends on the process up to step k
+            only, and the process up to k on the rows before k. ``"march"`` (the default) is one pass, each
+            step's row computed from the process up to it before that step runs; no iteration, no
+            tolerance, the fixed point to round-off (``residuals == [0.0]``, ``passes == 1``).
+            ``"windows"`` iterates the fixed point window after window of ``window`` steps with the past
+            frozen (a cross-check; 6-7 iterations per window at 25 steps, to ``tol``).
+        window: steps per causal window of ``method="windows"`` (default 25; None: one window over all
+            steps, the plain fixed-point iteration, 11-13 iterations). Without ``method``, ``window=1`` (the
+            default) marches and any other window iterates windows of that width.
         spectrum_steps: steps at which to return the eigenvalues of S (all samples pooled).
         callback: ``callback(iteration, residual, solved)`` after every iteration: its number over the
             whole solve, the residual of its window, and the number of steps converged so far (the window's
@@ -294,7 +327,8 @@ def solve_dmft(p: Problem, h: float = 0.05, steps: int = 400, d_eff: int = 64, s
             (``p.D / p.n`` reproduces a finite-d design's exact ratio).
 
     Returns:
-        dict of numpy arrays of shape (steps + 1,) over steps 0..steps: ``t``, ``step``,
+        :class:`quadflow.theory.DMFTResult` (also a mapping with the same keys), numpy arrays of shape
+        (steps + 1,) over steps 0..steps: ``t``, ``step``,
         ``mse``, ``test_error`` (2 mse, + Delta with ``noisy_test``), ``train_loss``,
         ``in_sample_error``, ``trace`` (``Tr S / d_eff``, averaged over samples), ``loss_reg``
         (``train_loss + lam trace``); ``stderr`` (dict of jackknife standard errors of the
@@ -303,17 +337,18 @@ def solve_dmft(p: Problem, h: float = 0.05, steps: int = 400, d_eff: int = 64, s
         ``spectrum_t`` (their times); ``converged`` (bool: every window converged),
         ``iterations`` (over all windows), ``residuals`` (list, in order), ``windows`` (list of
         ``{start, stop, iterations, residual, converged}``), ``passes`` (the process steps run, in
-        full passes over all steps), ``damping``, ``d_eff``, ``samples``, ``wall_time`` (s).
+        full passes over all steps), ``damping``, ``method``, ``d_eff``, ``samples``, ``wall_time`` (s);
+        ``kernels`` with ``return_kernels``.
 
     Raises:
         ValueError: bad argument (named), or divergence of the process (h too large).
         InsufficientMemoryError (a ValueError): the buffers (:func:`memory_bytes`) do not fit.
     """
+    p = as_ratios(p)
     spectrum_steps = tuple(sorted({int(s) for s in spectrum_steps}))
     _check(h, steps, d_eff, samples, channels, tol, max_iter, damping, spectrum_steps, batch_fraction)
     update = _update(optim, h)
-    if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
-        raise ValueError(f"window must be an integer >= 1 or None, got {window!r}")
+    method, window = _solve_method(method, window)
     start = time.perf_counter()
     dev = resolve_device(device)
     size = lambda t: torch.empty((), dtype=t).element_size()  # noqa: E731
@@ -324,14 +359,14 @@ def solve_dmft(p: Problem, h: float = 0.05, steps: int = 400, d_eff: int = 64, s
     if not delta > 0:
         raise ValueError(f"delta must be > 0, got {delta!r}")
     kd = torch.float64
-    proc = EffectiveProcess(draw(replace(p, d=d_eff), steps, samples, seed, dev, dtype, probe_dtype=tangent_dtype),
+    proc = EffectiveProcess(draw(p.at(d_eff), steps, samples, seed, dev, dtype, probe_dtype=tangent_dtype),
                             alpha=p.alpha, h=h, lam=p.lam, channels=channels, spectrum_steps=spectrum_steps,
                             kernel_dtype=kd, tangent_dtype=tangent_dtype, **update)
     T1 = steps + 1
     A, L, K = (torch.zeros(T1, T1, dtype=kd, device=dev) for _ in range(3))  # L: Cholesky factor of C_u
     fraction = float(batch_fraction)
     selection = None if fraction == 1.0 else Selection(T1, fraction, A)
-    if window == 1:
+    if method == "march":
         _march(proc, A, L, K, delta, p.Delta, h, selection, callback)
         residuals, windows = [0.0], [{"start": 0, "stop": T1, "iterations": 1, "residual": 0.0, "converged": True}]
     else:
@@ -348,19 +383,19 @@ def solve_dmft(p: Problem, h: float = 0.05, steps: int = 400, d_eff: int = 64, s
                       RuntimeWarning, stacklevel=2)
     side = sample_side(proc.C_e.mean(0), proc.R.mean(0), delta, p.Delta, fraction)
     trace_b = _trace(proc)
-    out = {"t": h * np.arange(T1), "step": np.arange(T1)}
-    out.update({k: v.cpu().numpy() for k, v in _curves(side, trace_b.mean(0), p, noisy_test).items()})
-    out["stderr"] = _jackknife(proc.C_e, proc.R, trace_b, delta, p, noisy_test, fraction)
-    out["spectrum"] = [proc.spectra[s].reshape(-1).double().cpu().numpy() for s in spectrum_steps]
-    out["spectrum_t"] = h * np.array(spectrum_steps, dtype=float)
-    out.update(converged=all(w["converged"] for w in windows), iterations=len(residuals), residuals=residuals,
-               windows=windows, passes=sum(w["iterations"] * (w["stop"] - w["start"]) for w in windows) / T1,
-               damping=damping, d_eff=d_eff, samples=samples, wall_time=time.perf_counter() - start)
-    kernels = {"t": out["t"], **{k: v.cpu().numpy() for k, v in
-                                 (("C_e", proc.C_e.mean(0)), ("R", proc.R.mean(0)), ("C_r", side.C_r),
-                                  ("C_u", side.C_u), ("K", side.K))}}
+    t = h * np.arange(T1)
+    kernels = {"t": t, **{k: v.cpu().numpy() for k, v in
+                          (("C_e", proc.C_e.mean(0)), ("R", proc.R.mean(0)), ("C_r", side.C_r),
+                           ("C_u", side.C_u), ("K", side.K))}}
     if save_kernels is not None:
         np.savez(save_kernels, **kernels)
-    if return_kernels:
-        out["kernels"] = kernels
-    return out
+    curves = _curves(side, trace_b.mean(0), p, noisy_test)
+    return DMFTResult(
+        t=t, step=np.arange(T1), **{k: v.cpu().numpy() for k, v in curves.items()},
+        stderr=_jackknife(proc.C_e, proc.R, trace_b, delta, p, noisy_test, fraction),
+        spectrum=[proc.spectra[s].reshape(-1).double().cpu().numpy() for s in spectrum_steps],
+        spectrum_t=h * np.array(spectrum_steps, dtype=float),
+        converged=all(w["converged"] for w in windows), iterations=len(residuals), residuals=residuals,
+        windows=windows, passes=sum(w["iterations"] * (w["stop"] - w["start"]) for w in windows) / T1,
+        damping=damping, method=method, d_eff=d_eff, samples=samples, wall_time=time.perf_counter() - start,
+        kernels=kernels if return_kernels else None)

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from scipy import ndimage
 
-from quadflow.problem import check_domain
+from quadflow.problem import Problem, Ratios, as_ratios, check_domain
 from quadflow.theory.static.functionals import functionals_at
 from quadflow.theory.static.spectral import density
 from quadflow.theory.static.thresholds import perfect_recovery_threshold
@@ -316,14 +316,32 @@ def _validate(alpha, kappa, kappa_star, lam, Delta) -> _Point:
     return _Point(float(alpha), float(kappa), float(kappa_star), float(lam), float(Delta))
 
 
-def solve_longtime(alpha: float, kappa: float, kappa_star: float, lam: float = 0.0,
-                   Delta: float = 0.0) -> LongTimeSolution:
+_PARAMETERS = ("alpha", "kappa", "kappa_star", "lam", "Delta")  # what the long-time limit depends on
+
+
+def _ratio_parameters(params: Ratios | Problem, given: dict, vary: str | None = None) -> dict:
+    """The :data:`_PARAMETERS` of ``params`` by name (all but ``vary``); ``ValueError`` when any of ``given``
+    (the scalar keyword arguments of the same call) is given too."""
+    extra = sorted(k for k, v in given.items() if v is not None)
+    if extra:
+        raise ValueError(f"pass either a {type(params).__name__} or the parameters {', '.join(_PARAMETERS)}, not both "
+                         f"(got {', '.join(extra)} with it)")
+    r = as_ratios(params)
+    return {k: getattr(r, k) for k in _PARAMETERS if k != vary}
+
+
+def solve_longtime(alpha: float | Ratios | Problem, kappa: float | None = None, kappa_star: float | None = None,
+                   lam: float | None = None, Delta: float | None = None) -> LongTimeSolution:
     """Solve the static equations at one parameter point.
 
+    ``solve_longtime(ratios)`` takes the point from a :class:`quadflow.Ratios` or a :class:`quadflow.Problem`
+    (its ``d`` and ``sigma0`` do not enter); ``solve_longtime(alpha=, kappa=, kappa_star=, lam=, Delta=)``
+    from the scalars.
+
     Args:
-        alpha: sample ratio n/d^2 (> 0). kappa: student width ratio (> 0).
-        kappa_star: teacher width ratio (> 0). lam: l2 strength (>= 0).
-        Delta: label-noise variance (>= 0).
+        alpha: sample ratio n/d^2 (> 0), or a Ratios/Problem (then no other argument).
+        kappa: student width ratio (> 0). kappa_star: teacher width ratio (> 0).
+        lam: l2 strength (>= 0; default 0). Delta: label-noise variance (>= 0; default 0).
     Returns:
         LongTimeSolution; ``converged`` is False (never a silent NaN) when no
         solution was found, in which case the metrics are NaN; ``valid`` is False (with a
@@ -331,7 +349,11 @@ def solve_longtime(alpha: float, kappa: float, kappa_star: float, lam: float = 0
     Raises:
         ValueError: a parameter outside the model's domain, naming it.
     """
-    pt = _validate(alpha, kappa, kappa_star, lam, Delta)
+    if isinstance(alpha, (Ratios, Problem)):
+        pt = _validate(**_ratio_parameters(alpha, {"kappa": kappa, "kappa_star": kappa_star, "lam": lam,
+                                                   "Delta": Delta}))
+    else:
+        pt = _validate(alpha, kappa, kappa_star, 0.0 if lam is None else lam, 0.0 if Delta is None else Delta)
     if pt.lam > 0:
         sols = _solve_all(pt, q0=False, branch="regularized") or _continue_from_larger_alpha(pt)
     elif pt.Delta == 0 and pt.alpha > _unregularised_recovery(pt.kappa, pt.kappa_star):
@@ -447,8 +469,8 @@ class _Curve:
         return y, bool(np.max(np.abs(self.F(y))) < 1e-8)
 
 
-def longtime_curve(vary: str = "alpha", values=None, *, ds_max: float = 0.1,
-                   max_steps: int = 5000, **fixed) -> dict:
+def longtime_curve(ratios: Ratios | Problem | str | None = None, vary: str | None = None, values=None, *,
+                   ds_max: float = 0.1, max_steps: int = 5000, **fixed) -> dict:
     """Follow one branch of solutions while one parameter varies (pseudo-arclength continuation).
 
     The branch is the one ``solve_longtime`` returns at ``values[0]``; the solver then
@@ -464,10 +486,15 @@ def longtime_curve(vary: str = "alpha", values=None, *, ds_max: float = 0.1,
     variable in q), and along ``kappa`` (non-smooth there, see the code), the points
     are solved one by one and ``folds`` is empty.
 
+    Called as ``longtime_curve(ratios, vary, values)`` (the fixed parameters from a
+    :class:`quadflow.Ratios` or a :class:`quadflow.Problem`) or ``longtime_curve(vary, values, **fixed)``.
+
     Args:
-        vary: one of ``alpha, kappa, lam, Delta``.
+        ratios: the fixed parameters (the varied one is taken from ``values``); None: ``**fixed``.
+        vary: one of ``alpha, kappa, lam, Delta`` (default ``alpha``).
         values: 1-d array of the varied parameter, monotone.
-        **fixed: the other parameters among ``alpha, kappa, kappa_star, lam, Delta``.
+        **fixed: without ``ratios``, the other parameters among ``alpha, kappa, kappa_star, lam, Delta``
+            (lam and Delta default to 0).
         ds_max: largest arclength step. max_steps: step budget.
     Returns:
         dict with ``vary``, ``values``, arrays for ``mse, test_error, train_loss,
@@ -478,8 +505,15 @@ def longtime_curve(vary: str = "alpha", values=None, *, ds_max: float = 0.1,
         one :class:`LongTimeValidityWarning` names the values where ``valid`` is False) and
         ``folds`` (list of dicts with the varied parameter's value and the solution there).
     """
+    if isinstance(ratios, str):  # longtime_curve(vary, values, **fixed)
+        if values is not None:
+            raise TypeError("longtime_curve(vary, values, **fixed) takes two positional arguments, got three")
+        ratios, vary, values = None, ratios, vary
+    vary = "alpha" if vary is None else vary
     if vary not in _VARY:
         raise ValueError(f"vary must be one of {_VARY}, got {vary!r}")
+    if ratios is not None:
+        fixed = _ratio_parameters(ratios, fixed, vary)
     values = np.asarray(values, dtype=float)
     if values.ndim != 1 or values.size < 1:
         raise ValueError("values must be a non-empty 1-d array")
