@@ -19,6 +19,7 @@ extrapolated to d -> infinity (``a + b/d`` at every recorded time) against the D
 """
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -26,7 +27,7 @@ import numpy as np
 import torch
 
 from quadflow import Problem, simulate
-from quadflow.analysis.curves import CURVE_KEYS, best_solve, case_report, show
+from quadflow.analysis.curves import CURVE_KEYS, best_solve, case_report, headline
 from quadflow.analysis.points import load_points, parse_names, parser, run_measurement
 from quadflow.io import atomic_write_text, dumps
 from quadflow.optim import by_name
@@ -101,6 +102,51 @@ def report(out: Path, fit_min_d: int) -> dict:
     return summary
 
 
+def figure(summary: dict, path: Path) -> None:
+    """One row per optimiser, one column per (design, curve): the seed mean over the DMFT minus 1 against t,
+    one line per d, the d -> infinity extrapolation (a + b/d at each time) with its error band, and the
+    2 % band around the DMFT."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = [(design, key) for design in SIZES for key in ("mse", "train_loss")]
+    fig, axes = plt.subplots(len(OPTIMISERS), len(columns), figsize=(3.6 * len(columns), 2.4 * len(OPTIMISERS)),
+                             sharex=True, squeeze=False)
+    for row, name in enumerate(OPTIMISERS):
+        for col, (design, key) in enumerate(columns):
+            ax = axes[row, col]
+            ax.axhspan(-0.02, 0.02, color="0.9")
+            ax.axhline(0, color="k", lw=1)
+            case = summary.get(f"{name} {design}")
+            if case is not None:
+                t, c = np.asarray(case["t"]), case["curves"][key]
+                th = np.asarray(c["dmft"])
+                for r in c["per_d"]:
+                    ax.plot(t[1:], (np.asarray(r["sim_mean"]) / th - 1)[1:], lw=1, label=f"d={r['d']} ({r['seeds']} seeds)")
+                ext = c["curve_extrapolation"]
+                if "value" in ext:
+                    gap, err = np.asarray(ext["value"], dtype=float) / th - 1, np.asarray(ext["error"], dtype=float) / th
+                    ax.plot(t, gap, "k--", lw=1.2, label="d -> inf (a + b/d)")
+                    ax.fill_between(t, gap - err, gap + err, color="k", alpha=0.12, lw=0)
+            ax.set_ylim(-0.15, 0.2)
+            ax.grid(alpha=0.3)
+            ax.set_title(f"{name}, {'real inputs' if design == 'gaussian' else 'GOE'}: {key}", fontsize=9)
+            if col == 0:
+                ax.set_ylabel("sim / DMFT - 1")
+            if row == len(OPTIMISERS) - 1:
+                ax.set_xlabel("t")
+            if row == 0 or col % 2 == 0:
+                ax.legend(fontsize=6, loc="upper right")
+    p = PARAMS
+    fig.suptitle(f"Each optimiser against its own DMFT (d_eff 128, 8 samples): kappa {p['kappa']}, kappa* "
+                 f"{p['kappa_star']}, alpha {p['alpha']}, lam {p['lam']}, Delta {p['Delta']}, h {H}; grey: +-2 %",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def plan_from(args) -> list[dict]:
     """The plan of the command line's arguments, on ``--threads`` CPU threads."""
     torch.set_num_threads(args.threads)
@@ -123,7 +169,9 @@ def main(argv=None) -> None:
         label=lambda c: f"{c['kind']} {c['optimiser']} " + (
             f"d_eff={c['d_eff']}" if c["kind"] == "dmft" else f"{c['design']} d={c['d']} seed={c['seed']}"),
         line=lambda r: f"mse(t={r['t'][-1]:g}) {r['mse'][-1]:.4g} ({r['wall_s']:.0f} s)")
-    show(summary, args.figure)
+    if args.figure is not None:
+        figure(summary, args.figure)
+    print(json.dumps(headline(summary), indent=1))
 
 
 if __name__ == "__main__":

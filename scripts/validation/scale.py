@@ -11,7 +11,8 @@ and the point in progress is checkpointed after every chunk (``<out>/partial/<ha
 killed run loses at most one chunk. Points run smallest d first (every regime and
 seed at one d before the next d), one progress line each; ``--max-minutes`` stops between points.
 
-**Converged GD.** ``quadflow.Simulation`` (Gaussian design, full-batch GD, step ``h``) is stepped in
+**Converged GD.** ``quadflow.Simulation`` (Gaussian design, or GOE with ``--design goe``; full-batch GD, step
+``h``) is stepped in
 chunks of ``chunk_t`` time units until, over the last chunk, the relative change of both the mse
 and the train loss is at most ``rtol`` and the relative speed ``|dW/dt|_F / |W|_F`` (the gradient
 norm of the scaled loss over the weight norm, at the final point) is at most ``gtol``; ``t_max``
@@ -72,14 +73,15 @@ class Settings:
     t_max: float = 600.0
 
 
-def point_config(regime: Regime, d: int, seed: int, settings: Settings) -> dict:
+def point_config(regime: Regime, d: int, seed: int, settings: Settings, design: str = "gaussian") -> dict:
     """The point's full config: what its hash is taken of."""
-    return {**regime.config(), "d": int(d), "seed": int(seed), "design": "gaussian", **asdict(settings)}
+    return {**regime.config(), "d": int(d), "seed": int(seed), "design": design, **asdict(settings)}
 
 
-def plan(regimes: list[Regime], sizes: list[int], seeds: int, settings: Settings) -> list[dict]:
+def plan(regimes: list[Regime], sizes: list[int], seeds: int, settings: Settings,
+         design: str = "gaussian") -> list[dict]:
     """Point configs, smallest d first: every seed of every regime at one d, then the next d."""
-    return [point_config(r, d, s, settings) for d in sorted(sizes) for s in range(seeds) for r in regimes]
+    return [point_config(r, d, s, settings, design) for d in sorted(sizes) for s in range(seeds) for r in regimes]
 
 
 @functools.lru_cache(maxsize=None)
@@ -321,6 +323,8 @@ def parse_args(argv):
                     help="override a regime's kappa, kappa_star, alpha, lam, Delta (or define a new one)")
     ap.add_argument("--sizes", default="64,128,256", help="comma-separated d")
     ap.add_argument("--seeds", type=int, default=6, help="seeds 0..N-1 per regime and d")
+    ap.add_argument("--design", default="gaussian", choices=("gaussian", "goe"),
+                    help="real Gaussian inputs (default) or the GOE design")
     defaults = Settings()
     for name, kind in (("h", float), ("precision", str), ("device", str), ("chunk_t", float), ("rtol", float),
                        ("gtol", float), ("t_max", float)):
@@ -337,7 +341,8 @@ def main(argv=None) -> dict:
     if not args.report:
         settings = Settings(h=args.h, precision=args.precision, device=resolve_device(args.device).type,
                             chunk_t=args.chunk_t, rtol=args.rtol, gtol=args.gtol, t_max=args.t_max)
-        configs = plan(parse_regimes(args.regimes, args.regime), parse_sizes(args.sizes), args.seeds, settings)
+        configs = plan(parse_regimes(args.regimes, args.regime), parse_sizes(args.sizes), args.seeds, settings,
+                       args.design)
         check(configs, settings, args.seeds)
         counts = run_points(configs, args.out, max_minutes=args.max_minutes, label=label, line=progress,
                             checkpoints=True, measure=lambda cfg, partial: measure(cfg, args.threads, partial))
