@@ -106,6 +106,13 @@ def test_a_dmft_too_long_for_any_setting_is_refused_up_front_with_the_most_steps
         check_job_fits(cfg)
     assert "no theory.dmft setting" in validate_config(cfg)[0]  # a sweep's warning: that job is recorded failed
     check_job_fits(compose_config("trainer.steps=1000000000000", "theory=[population,longtime]", *SMALL))
+    # RK4's DMFT has four kernel rows per step: its largest horizon is a quarter of GD's
+    most = {}
+    for optim in ("gd", "rk4"):
+        with pytest.raises(InsufficientMemoryError) as err:
+            check_job_fits(compose_config("trainer.steps=1000000000000", "theory=[dmft]", f"optim={optim}", *SMALL))
+        most[optim] = int(str(err.value).split("at most trainer.steps=")[1].split()[0])
+    assert abs(most["rk4"] - most["gd"] / 4) <= 1
 
 
 def test_an_unknown_problem_key_is_a_config_error(tmp_path):

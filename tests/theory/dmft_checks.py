@@ -1,5 +1,5 @@
-"""Checks shared by the DMFT tests of the optimisers: the response against finite differences, and the
-gap of a DMFT to GOE-design simulations of the optimiser it follows."""
+"""Checks shared by the DMFT tests of the optimisers: the response against finite differences, the gap of a
+DMFT to GOE-design simulations of the optimiser it follows, and its prediction of a run's excess over GD."""
 import dataclasses
 import math
 
@@ -62,3 +62,26 @@ def assert_dmft_follows(gaps: dict, tol: dict, further: float) -> None:
     for k, limit in tol.items():
         assert gaps["followed", k] < limit, (k, gaps)
         assert gaps["gd", k] > further * gaps["followed", k], (k, gaps)
+
+
+def excess_gaps(p: Problem, h: float, steps: int, seeds: int, d_eff: int, samples: int, sim: dict, dmft: dict,
+                t_min: float, every: int = 1) -> dict:
+    """A run's excess over full-batch GD, ``mse_run / mse_GD`` (and the same for the train loss), from GOE-design
+    runs (fp64, ``seeds`` seeds, each seed's two runs sharing teacher, data and initialisation; ``sim``: the
+    run's keywords of ``simulate``) and from the two DMFT solves (``dmft``: the run's keywords of
+    ``solve_dmft``). The O(1/d) gap of the DMFT to GOE runs, common to both, mostly cancels in the ratio.
+    Returns per metric the mean over t >= ``t_min`` of ``|excess_DMFT / excess_sim - 1|`` (``("followed", k)``)
+    and of ``|1 / excess_sim - 1|`` (``("gd", k)``: the excess of GD's curve, 1)."""
+    record = np.arange(0, steps + 1, every)
+    runs = {name: [simulate(p, h=h, steps=steps, seed=s, design="goe", precision="fp64", record_steps=record, **kw)
+                   for s in range(seeds)] for name, kw in (("gd", {}), ("run", sim))}
+    kw = dict(h=h, steps=steps, d_eff=d_eff, samples=samples, seed=1000)
+    th = {"gd": solve_dmft(p, **kw), "run": solve_dmft(p, **kw, **dmft)}
+    late = record * h >= t_min
+    out = {}
+    for k in ("mse", "train_loss"):
+        excess = np.mean([r[k] for r in runs["run"]], 0) / np.mean([r[k] for r in runs["gd"]], 0)
+        theory = th["run"][k][record] / th["gd"][k][record]
+        out["followed", k] = float(np.mean(np.abs(theory / excess - 1)[late]))
+        out["gd", k] = float(np.mean(np.abs(1 / excess - 1)[late]))
+    return out

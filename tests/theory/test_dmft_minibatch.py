@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from quadflow import Problem, simulate
+from quadflow import Problem
 from quadflow.theory.dmft import solve_dmft
 from quadflow.theory.dmft.kernels import Selection, sample_rows, sample_side
+from dmft_checks import excess_gaps
 
 CASE = dict(kappa=1.5, kappa_star=0.5, alpha=1.0, Delta=0.0, lam=0.05)
 
@@ -100,28 +101,6 @@ def test_windows_iterate_to_the_marched_minibatch_solve():
         np.testing.assert_allclose(iterated[k], marched[k], rtol=1e-5)
 
 
-def _excess(d: int, seeds: int, fraction: float, d_eff: int, samples: int, steps: int = 250) -> dict:
-    """SGD's excess over GD, ``mse_SGD / mse_GD`` and the same for the train loss, from GOE-design runs (fp64,
-    ``seeds`` seeds, each seed's GD and SGD runs sharing teacher, data and initialisation) and from the two
-    DMFT solves. Returns per metric the mean over t >= 0.1 of ``|excess_DMFT / excess_sim - 1|``
-    (``"followed"``) and of ``|1 / excess_sim - 1|`` (``"gd"``: the excess of the full-batch curve, 1)."""
-    p = Problem(d=d, **CASE)
-    record = np.arange(0, steps + 1, 5)
-    runs = {b: [simulate(p, h=0.02, steps=steps, seed=s, design="goe", precision="fp64", record_steps=record,
-                         batch_size=None if b == 1 else round(b * p.n)) for s in range(seeds)]
-            for b in (1.0, fraction)}
-    kw = dict(h=0.02, steps=steps, d_eff=d_eff, samples=samples, seed=1000)
-    th = {b: solve_dmft(p, **kw, batch_fraction=b) for b in (1.0, fraction)}
-    late = record * 0.02 >= 0.1
-    out = {}
-    for k in ("mse", "train_loss"):
-        sim = np.mean([r[k] for r in runs[fraction]], 0) / np.mean([r[k] for r in runs[1.0]], 0)
-        theory = th[fraction][k][record] / th[1.0][k][record]
-        out["followed", k] = float(np.mean(np.abs(theory / sim - 1)[late]))
-        out["gd", k] = float(np.mean(np.abs(1 / sim - 1)[late]))
-    return out
-
-
 def test_minibatch_dmft_predicts_sgd_excess_over_gd_in_goe_simulations():
     # d = 32, 6 seeds at f = 0.1 (batches of 102), h = 0.02, 250 steps; the DMFT at d_eff = 64 with 8
     # samples. The DMFT's own gap to GOE runs at d = 32 is O(1/d) (about 10 % for GD and SGD alike) and
@@ -129,7 +108,9 @@ def test_minibatch_dmft_predicts_sgd_excess_over_gd_in_goe_simulations():
     # s.e.m. Measured (mean over t >= 0.1): the DMFT's excess within 1.4 % (mse) and 1.7 % (train loss)
     # of the runs', where the full-batch curve (excess 1) misses it by 6.3 % and 22 %. Tolerance: 3.5 %,
     # and the full-batch curve at least 2.5x further.
-    gaps = _excess(d=32, seeds=6, fraction=0.1, d_eff=64, samples=8)
+    p = Problem(d=32, **CASE)
+    gaps = excess_gaps(p, h=0.02, steps=250, seeds=6, d_eff=64, samples=8, sim={"batch_size": round(0.1 * p.n)},
+                       dmft={"batch_fraction": 0.1}, t_min=0.1, every=5)
     for k in ("mse", "train_loss"):
         assert gaps["followed", k] < 0.035, gaps
         assert gaps["gd", k] > 2.5 * gaps["followed", k], gaps

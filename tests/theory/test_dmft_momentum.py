@@ -95,7 +95,7 @@ def test_windows_carry_the_momentum_buffer():
 
 
 @pytest.mark.parametrize("optim, match", [
-    ("rk4", r"optim=RK4 is not followed"),
+    (functools.partial(torch.optim.Adagrad, lr=0.05), r"optim=Adagrad is not followed"),
     (by_name("gd", 0.05, weight_decay=1e-3), r"optim=SGD\(weight_decay=0.001\) is not followed"),
     (_sgd(0.05, momentum=1.0), r"optim momentum=1.0 is out of range: allowed \[0, 1\)"),
     (_sgd(0.05, momentum=0.5, dampening=1.5), r"optim dampening=1.5 is out of range: allowed \[0, 1\]"),
@@ -136,10 +136,10 @@ def test_app_component_follows_momentum_and_names_what_it_cannot():
         batched = DMFT(d_eff=24, samples=1).compute(_run(momentum, batch_size=64))  # n = 256: fraction 1/4
     assert batched.summary["describes_run"] is True and batched.summary["batch_fraction"] == 0.25
     assert batched.curves["mse"][4] != pred.curves["mse"][4]
-    with pytest.warns(RuntimeWarning, match=r"uses RK4: the theory/dmft curve drawn is GD at step h=0.05 with its "
-                                            r"minibatches of 64, not this run's"):
-        pred = DMFT(d_eff=24, samples=1).compute(_run(by_name("rk4", 0.05), batch_size=64))
-    assert pred.summary["describes_run"] is False and pred.summary["drawn_instead_of"] == "RK4"
+    with pytest.warns(RuntimeWarning, match=r"uses Adagrad: the theory/dmft curve drawn is GD at step h=0.05 with "
+                                            r"its minibatches of 64, not this run's"):
+        pred = DMFT(d_eff=24, samples=1).compute(_run(functools.partial(torch.optim.Adagrad, lr=0.05), batch_size=64))
+    assert pred.summary["describes_run"] is False and pred.summary["drawn_instead_of"] == "Adagrad"
 
 
 MOMENTUM_CASE = dict(kappa=1.5, kappa_star=0.5, alpha=1.0, Delta=0.0, lam=0.05)

@@ -27,16 +27,17 @@ def _run(make_optimizer, batch_size=None) -> RunInfo:
     (functools.partial(torch.optim.SGD, lr=2 * H), "SGD(lr=0.1 with trainer.h=0.05)"),
     (by_name("adam", H), "Adam"),
     (by_name("rk4", H), "RK4"),
+    (functools.partial(torch.optim.Adagrad, lr=H), "Adagrad"),
 ])
 def test_every_optimiser_but_plain_gd_at_step_h_is_named(make, expected):
     assert gd_mismatch(make([torch.zeros(1, requires_grad=True)]), H) == expected
 
 
 def test_an_optimiser_the_dmft_cannot_follow_is_never_drawn_as_the_run_and_minibatches_are_followed():
-    with pytest.warns(RuntimeWarning, match=r"this run uses RK4: the theory/dmft curve drawn is GD at step h=0.05, "):
-        pred = DMFT(d_eff=24, samples=1).compute(_run(by_name("rk4", H)))
-    assert pred.summary["describes_run"] is False and pred.summary["drawn_instead_of"] == "RK4"
-    for followed in (by_name("gd", H), by_name("momentum", H), by_name("adam", H)):  # each has its own DMFT
+    with pytest.warns(RuntimeWarning, match=r"this run uses Adagrad: the theory/dmft curve drawn is GD at step h=0.05, "):
+        pred = DMFT(d_eff=24, samples=1).compute(_run(functools.partial(torch.optim.Adagrad, lr=H)))
+    assert pred.summary["describes_run"] is False and pred.summary["drawn_instead_of"] == "Adagrad"
+    for followed in (by_name("gd", H), by_name("momentum", H), by_name("adam", H), by_name("rk4", H)):  # own DMFT
         for batch_size in (None, 100):
             with warnings.catch_warnings():
                 warnings.simplefilter("error", RuntimeWarning)

@@ -159,7 +159,8 @@ class LongTime:
 class DMFT:
     """The DMFT of the run's optimiser and batches on a ``d_eff`` instance (docs/theory.md section 4): followed
     when the optimiser is ``torch.optim.SGD`` (any lr, momentum, dampening, Nesterov; no weight decay) or
-    ``torch.optim.Adam``/``AdamW`` (no amsgrad, decoupled weight decay only) or plain ``torch.optim.RMSprop``,
+    ``torch.optim.Adam``/``AdamW`` (no amsgrad, decoupled weight decay only), plain ``torch.optim.RMSprop`` or
+    quadflow's ``RK4``,
     full batch or minibatches;
     for another optimiser, discrete GD at the run's step h (with the run's minibatches) is drawn, with a
     warning naming what the curve does not describe."""
@@ -192,7 +193,7 @@ class DMFT:
         unfollowed = None if follows else (run.optimizer_name if probe is None else gd_mismatch(probe, run.h))
         if unfollowed is not None:
             batches = "" if run.batch_size is None else f" with its minibatches of {run.batch_size}"
-            warnings.warn(f"the DMFT follows torch.optim.SGD (momentum, Nesterov, any lr), Adam/AdamW and RMSprop, "
+            warnings.warn(f"the DMFT follows torch.optim.SGD (momentum, Nesterov, any lr), Adam/AdamW, RMSprop and RK4, "
                           f"full batch or minibatches; this run uses {unfollowed}: the theory/dmft curve drawn is GD at step "
                           f"h={run.h:g}{batches}, not this run's", RuntimeWarning)
         res = solve_dmft(p, h=run.h, steps=run.steps, d_eff=self.d_eff, samples=self.samples,

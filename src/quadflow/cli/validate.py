@@ -22,6 +22,7 @@ from omegaconf import OmegaConf
 from quadflow.cli.build import ConfigError, build, build_callbacks, build_problem, build_theories
 from quadflow.cli.schema import check_config
 from quadflow.models.objective import choose_route
+from quadflow.optim import rk4_settings
 from quadflow.runtime import (InsufficientMemoryError, available_bytes, check_fits, estimate_bytes, require_bytes,
                               resolve_device, resolve_precision)
 from quadflow.train import record_schedule
@@ -42,7 +43,8 @@ def validate_config(cfg, *, local: bool = True) -> list[str]:
         raise ConfigError(str(err)) from None
     problem = build_problem(cfg)
     trainer = build(cfg.trainer, "trainer", callbacks=build_callbacks(cfg), progress=False)
-    _check_optimizer(build(cfg.optim, "optim"), cfg.optim)
+    make_optimizer = build(cfg.optim, "optim")
+    _check_optimizer(make_optimizer, cfg.optim)
     build(cfg.student, "student")
     build(cfg.teacher, "teacher")
     spec = build(cfg.data, "data")
@@ -65,7 +67,8 @@ def validate_config(cfg, *, local: bool = True) -> list[str]:
                           chunk_rows=spec.rows_per_chunk(problem, device.type))
     try:
         check_fits(need, device, design=spec.design)
-        check_theories_fit(theories, trainer.steps, device, minibatch=trainer.batch_size is not None)
+        check_theories_fit(theories, trainer.steps, device, minibatch=trainer.batch_size is not None,
+                           rows_per_step=dmft_rows_per_step(make_optimizer))
     except InsufficientMemoryError as err:
         return [str(err)]
     return []
@@ -75,15 +78,28 @@ def check_job_fits(cfg) -> None:
     """:func:`check_theories_fit` for a job about to run here; a bad value is left to the job's own checks."""
     try:
         theories, device = build_theories(cfg), resolve_device(cfg.device)
+        rows = dmft_rows_per_step(build(cfg.optim, "optim"))
     except ValueError:
         return
-    check_theories_fit(theories, cfg.trainer.steps, device, minibatch=cfg.trainer.batch_size is not None)
+    check_theories_fit(theories, cfg.trainer.steps, device, minibatch=cfg.trainer.batch_size is not None,
+                       rows_per_step=rows)
 
 
-def check_theories_fit(theories: dict, steps: int, device: torch.device, minibatch: bool = False) -> None:
+def dmft_rows_per_step(make_optimizer) -> int:
+    """Rows of the DMFT's kernels per step for the run's optimiser: 4 for RK4 (its evaluation points), else 1."""
+    try:
+        probe = make_optimizer([torch.zeros(1, requires_grad=True)])
+    except Exception:  # an optimiser that cannot be built on a probe is reported by its own check
+        return 1
+    return 4 if rk4_settings(probe) else 1
+
+
+def check_theories_fit(theories: dict, steps: int, device: torch.device, minibatch: bool = False,
+                       rows_per_step: int = 1) -> None:
     """Raise :class:`InsufficientMemoryError` when the DMFT among ``theories`` (``{name: component}``) would not fit
     on ``device`` at ``steps`` steps (:func:`quadflow.theory.dmft.solver.memory_bytes`, with solve_dmft's
-    precision and tangent channels; ``minibatch``: the run draws minibatches). Its (steps+1)^2 kernels need memory whatever its settings: when even the
+    precision and tangent channels; ``minibatch``: the run draws minibatches; ``rows_per_step``: kernel rows per
+    step, 4 for RK4). Its (steps+1)^2 kernels need memory whatever its settings: when even the
     smallest settings do not fit, the message gives the most steps that do."""
     from quadflow.theory.dmft.solver import MIN_D_EFF, memory_bytes, solve_dmft
     from quadflow.cli.theories import DMFT
@@ -93,10 +109,10 @@ def check_theories_fit(theories: dict, steps: int, device: torch.device, minibat
         return
     channels = inspect.signature(solve_dmft).parameters["channels"].default
     usable = 0.9 * available_bytes(device)  # require_bytes's margin
-    need = memory_bytes(steps, dmft.d_eff, dmft.samples, channels, minibatch=minibatch)
+    need = memory_bytes(rows_per_step * steps, dmft.d_eff, dmft.samples, channels, minibatch=minibatch)
     if need <= usable:
         return
-    least = lambda t: memory_bytes(t, MIN_D_EFF, 1, 1, minibatch=minibatch)  # noqa: E731
+    least = lambda t: memory_bytes(rows_per_step * t, MIN_D_EFF, 1, 1, minibatch=minibatch)  # noqa: E731
     if least(steps) > usable:
         raise InsufficientMemoryError(
             f"theory dmft at trainer.steps={steps} needs about {need / 2**30:.3g} GiB on {device} but only "

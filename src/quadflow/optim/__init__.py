@@ -45,7 +45,7 @@ def uses_closure(optimizer: torch.optim.Optimizer) -> bool:
 
 
 __all__ = ["PRESETS", "RK4", "adam_settings", "by_name", "dmft_update", "follows_flow", "optimizer_factory",
-           "rmsprop_settings", "sgd_settings", "uses_closure"]
+           "rk4_settings", "rmsprop_settings", "sgd_settings", "uses_closure"]
 
 
 def gd_mismatch(optimizer: torch.optim.Optimizer, h: float) -> str | None:
@@ -127,10 +127,19 @@ def rmsprop_settings(optimizer: torch.optim.Optimizer) -> dict | None:
             "weight_decay": 0.0, "bias_correction": False}
 
 
+def rk4_settings(optimizer: torch.optim.Optimizer) -> dict | None:
+    """``{"lr", "rk4": True}`` for quadflow's :class:`RK4` (the class itself, every parameter group alike), else
+    None: the effective process then runs RK4's four evaluation points per step."""
+    if type(optimizer) is not RK4:
+        return None
+    lrs = {float(group["lr"]) for group in optimizer.param_groups}
+    return {"lr": lrs.pop(), "rk4": True} if len(lrs) == 1 else None
+
+
 def dmft_update(optimizer: torch.optim.Optimizer) -> dict | None:
     """The update the DMFT's effective process runs for ``optimizer``: :func:`sgd_settings`,
-    :func:`adam_settings` or :func:`rmsprop_settings`, None when it follows none of them."""
-    return sgd_settings(optimizer) or adam_settings(optimizer) or rmsprop_settings(optimizer)
+    :func:`adam_settings`, :func:`rmsprop_settings` or :func:`rk4_settings`, None when it follows none."""
+    return sgd_settings(optimizer) or adam_settings(optimizer) or rmsprop_settings(optimizer) or rk4_settings(optimizer)
 
 
 def follows_flow(optimizer: torch.optim.Optimizer) -> bool:

@@ -33,6 +33,15 @@ With ``betas = (b1, b2)`` the step is ``torch.optim.Adam(lr, betas, eps)`` (``to
 ``dW_{k+1} = (1 - lr wd) dW_k - lr [dmh / (s + eps) - mh dvh / (2 s (s + eps)^2)]`` (the last term 0 where
 ``s = 0``, where ``v_k`` and ``dv_k`` vanish), ``dg_k = -2 dG_k``.
 
+With ``rk4`` the rows are the RK4 evaluation points, four per step (docs/theory.md section 4.4): at point
+``e`` (stage ``e mod 4`` of step ``e // 4``) the slope is ``F_e = 2 W_e (Gamma_e - lam I)``, and with
+``W_base`` the step's start and ``A`` the sum of its slopes so far (weights 1, 2, 2, 1)
+
+    W_{e+1} = W_base + (lr/2) F_e,  W_base + (lr/2) F_e,  W_base + lr F_e,  W_base + (lr/6) A   (stages 0-3)
+
+the last being the next step's start; the tangent is the same linear recursion on
+``dF_e = 2 (dW_e (Gamma_e - lam I) + W_e dGamma_e)``.
+
 so that ``R_kj ~ (1/D) <P_j, dS_k>`` (Hutchinson; ``D = d(d+1)/2``; exact in
 expectation because the probes have i.i.d. N(0, 1) coordinates in an
 orthonormal basis of Sym(d)). With ``channels = P`` there are P tangents, the
@@ -159,6 +168,8 @@ class EffectiveProcess:
             when ``weight_decay`` is 0) at ``lr`` instead (module docstring); ``momentum`` must then be 0.
         bias_correction: Adam's division of the moments by ``1 - b^(k+1)``; False with ``betas = (0, alpha)``
             is ``torch.optim.RMSprop``.
+        rk4: the update is :class:`quadflow.optim.RK4`'s at ``lr``: the rows are its evaluation points, four per
+            step (module docstring); ``momentum`` must be 0 and ``betas`` None.
         channels: number P of tangents; tangent c receives the probes of the times
             j = c mod P only, so the estimate of column j of R picks up cross terms
             from T/P injections instead of T (cost: P tangents).
@@ -177,7 +188,8 @@ class EffectiveProcess:
     of the last run; ``hist_e`` (T+1, B, d, d): the errors ``E_k``; ``hist_t`` (T+1, B, P, d, d): ``dS_k`` of
     each tangent. With momentum, the state at step ``done`` also holds the momentum buffer ``V`` (B, m, d)
     and its tangents ``dV`` (B, m, P, d) (None before the first step); with Adam, the moments ``m``, ``v``
-    (B, m, d) and their tangents (B, m, P, d) in the same places (``buf``, ``sq``; ``dbuf``, ``dsq``).
+    (B, m, d) and their tangents (B, m, P, d) in the same places (``buf``, ``sq``; ``dbuf``, ``dsq``); with RK4,
+    the step's start and the sum of its slopes (None at a step's first point).
 
     Cost of a window of w rows ending at b: O(w m d^2 B (2 + 3P)) for the step products, O(w b d^2 B (1 + P))
     for memory, noise, C_e and R (as products of w rows; one row per step when marching).
@@ -186,15 +198,18 @@ class EffectiveProcess:
     def __init__(self, draws: Draws, *, alpha: float, h: float, lam: float, lr: float | None = None,
                  momentum: float = 0.0, dampening: float = 0.0, nesterov: bool = False,
                  betas: tuple[float, float] | None = None, eps: float = 1e-8, weight_decay: float = 0.0,
-                 bias_correction: bool = True, channels: int = 1, spectrum_steps=(), block: int = 32, kernel_dtype: torch.dtype | None = None,
+                 bias_correction: bool = True, rk4: bool = False, channels: int = 1, spectrum_steps=(), block: int = 32, kernel_dtype: torch.dtype | None = None,
                  tangent_dtype: torch.dtype | None = None):
         T, B, m, d = draws.shape
         if betas is not None and momentum != 0:
             raise ValueError(f"momentum={momentum!r} with betas={betas!r}: allowed momentum 0 for Adam")
+        if rk4 and (betas is not None or momentum != 0):
+            raise ValueError("rk4=True with momentum or betas: RK4 has no optimiser state beyond its stages")
         self.draws, self.alpha, self.h, self.lam, self.P, self.block = draws, alpha, h, lam, channels, block
         self.lr = h if lr is None else lr
         self.momentum, self.dampening, self.nesterov = momentum, dampening, nesterov
         self.betas, self.eps, self.weight_decay, self.bias_correction = betas, eps, weight_decay, bias_correction
+        self.rk4 = rk4
         self.spectrum_steps = frozenset(int(s) for s in spectrum_steps)
         dev, td = draws.w0.device, tangent_dtype or draws.w0.dtype
         self.probes = draws.probes.to(td)  # no copy when the draws hold them in td
@@ -258,6 +273,9 @@ class EffectiveProcess:
                 dgamma += (K[k, start:k].to(dt) @ flat_t[start:k]).view(B, P, d, d)
             dgamma[:, k % P] += self.probes[k]
             dgamma_flat = dgamma.transpose(1, 2).reshape(B, d, P * d)  # [dGamma_1 .. dGamma_P]
+            if self.rk4:
+                w, dw, buf, dbuf, sq, dsq = self._rk4_stage(k, w, dw, w_t, gamma, dgamma_flat, buf, dbuf, sq, dsq)
+                continue
             if self.momentum == 0 and self.betas is None:
                 step = torch.add(shrink, gamma, alpha=2.0 * lr)  # M_k = (1 - 2 lr lam) I + 2 lr Gamma_k
                 moved = (dw.view(B, m * P, d) @ step.to(dt)).view(B, m, P * d)
@@ -285,6 +303,36 @@ class EffectiveProcess:
         self._next = (stop, w, dw, buf, dbuf, sq, dsq)
         if fill is None:
             self._kernel_rows(a, stop)
+
+    @property
+    def stages(self) -> int:
+        """Rows of the kernels per optimiser step: 4 for RK4 (its evaluation points), else 1."""
+        return 4 if self.rk4 else 1
+
+    def _rk4_stage(self, e, w, dw, w_t, gamma, dgamma_flat, base, dbase, acc, dacc):
+        """RK4's evaluation point ``e`` (module docstring): its slope ``F_e`` (B, m, d) from ``W_e`` and ``Gamma_e``,
+        and its tangent from ``dW_e`` (B, m, P, d) and ``[dGamma_1 .. dGamma_P]`` (B, d, P d). ``base``,
+        ``dbase``: the step's start and its tangents; ``acc``, ``dacc``: the weighted sum of the step's slopes
+        so far and its tangents (None before the first point). Returns the next point's ``W``, ``dW`` and
+        the four carried states."""
+        B, m, P, d = dw.shape
+        stage, lr = e % 4, self.lr
+        eye = torch.eye(d, dtype=gamma.dtype, device=gamma.device)
+        drift = torch.sub(gamma, eye, alpha=self.lam)
+        slope = (w @ drift).mul_(2.0)  # F_e = 2 W_e (Gamma_e - lam I)
+        dslope = torch.baddbmm((dw.view(B, m * P, d) @ drift.to(dw.dtype)).view(B, m, P * d), w_t,
+                               dgamma_flat).view(B, m, P, d).mul_(2.0)
+        if stage == 0:
+            base, dbase, acc, dacc = w, dw, slope, dslope
+        else:
+            weight = 1.0 if stage == 3 else 2.0
+            acc, dacc = torch.add(acc, slope, alpha=weight), torch.add(dacc, dslope, alpha=weight)
+        if stage == 3:
+            return (torch.add(base, acc, alpha=lr / 6.0), torch.add(dbase, dacc, alpha=lr / 6.0),
+                    None, None, None, None)
+        fraction = 1.0 if stage == 2 else 0.5
+        return (torch.add(base, slope, alpha=fraction * lr), torch.add(dbase, dslope, alpha=fraction * lr),
+                base, dbase, acc, dacc)
 
     def _adam_step(self, k, w, dw, grad, dgrad, m1, dm1, m2, dm2):
         """Adam's step ``k`` (module docstring) from ``G_k = -g_k / 2`` (B, m, d) and its tangents ``dG_k``
@@ -338,7 +386,7 @@ def run_pass(draws: Draws, K: torch.Tensor, L: torch.Tensor, *, alpha: float, h:
              **sgd) -> PassResult:
     """One full pass of the effective process and its tangent(s) for T steps under kernels ``K`` and ``L``
     (both (T+1, T+1); see :class:`EffectiveProcess` for the arguments, ``sgd`` its ``lr``, ``momentum``,
-    ``dampening``, ``nesterov``, ``betas``, ``eps``, ``weight_decay``, ``bias_correction``); ``keep_states`` also returns the error
+    ``dampening``, ``nesterov``, ``betas``, ``eps``, ``weight_decay``, ``bias_correction``, ``rk4``); ``keep_states`` also returns the error
     trajectory ``E`` (diagnostics, tests)."""
     T = draws.shape[0]
     proc = EffectiveProcess(draws, alpha=alpha, h=h, lam=lam, channels=channels, spectrum_steps=spectrum_steps,

@@ -18,6 +18,7 @@ sections 1-2: ``mse = |S - S*|_F^2 / d``, ``train_loss = (1/(4n)) sum r^2``).
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 import warnings
@@ -81,7 +82,7 @@ def _update(optim, h: float) -> dict:
     """The effective process's update for ``optim`` (None, a preset name or ``params -> Optimizer``), checked:
     ``{"lr", "momentum", "dampening", "nesterov"}`` for SGD (:func:`quadflow.optim.sgd_settings`), ``{"lr",
     "betas", "eps", "weight_decay", "bias_correction"}`` for Adam, AdamW and RMSprop
-    (:func:`quadflow.optim.adam_settings`, :func:`quadflow.optim.rmsprop_settings`)."""
+    (:func:`quadflow.optim.adam_settings`, :func:`quadflow.optim.rmsprop_settings`), ``{"lr", "rk4"}`` for RK4."""
     if optim is None:
         return {"lr": h, "momentum": 0.0, "dampening": 0.0, "nesterov": False}
     factory = optimizer_factory(optim, h)
@@ -93,8 +94,9 @@ def _update(optim, h: float) -> dict:
     if update is None:
         raise ValueError(f"optim={gd_mismatch(probe, h)} is not followed by the DMFT: allowed torch.optim.SGD "
                          "(lr, momentum, dampening, nesterov) without weight_decay or maximize, torch.optim.Adam "
-                         "or AdamW (lr, betas, eps, decoupled weight_decay) without amsgrad or maximize, and "
-                         "torch.optim.RMSprop (lr, alpha, eps) without momentum, centered, weight_decay or maximize")
+                         "or AdamW (lr, betas, eps, decoupled weight_decay) without amsgrad or maximize, "
+                         "torch.optim.RMSprop (lr, alpha, eps) without momentum, centered, weight_decay or maximize, "
+                         "and quadflow.optim.RK4")
     checks = [("lr", update["lr"], 0 < update["lr"] <= H_MAX, f"(0, {H_MAX:g}]")]
     if "momentum" in update:  # Adam's betas, eps and weight_decay are checked by torch when the probe is built
         checks += [("momentum", update["momentum"], 0 <= update["momentum"] < 1, "[0, 1)"),
@@ -117,18 +119,27 @@ def memory_bytes(steps: int, d_eff: int, samples: int, channels: int, itemsize: 
     return process + (2 * samples + 12 + 2 * minibatch) * (steps + 1) ** 2 * kernel_itemsize
 
 
-def _check_stable(C_e: torch.Tensor, rows, a: int, h: float) -> None:
-    """Raise when the effective process or its response diverged (step too large) in rows ``[a, b)``."""
+def _check_stable(C_e: torch.Tensor, rows, a: int, h: float, stages: int = 1) -> None:
+    """Raise when the effective process or its response diverged (step too large) in rows ``[a, b)``
+    (``stages`` rows per step)."""
     diag_e = torch.diagonal(C_e)
     diag_r = torch.diagonal(rows.C_r[:, a:])
     bad = ~torch.isfinite(rows.K).all(1)
     for diag, ref in ((diag_e[a:], diag_e[0]), (diag_r, rows.scale)):
         bad |= ~torch.isfinite(diag) | (diag.abs() > 1e6 * max(abs(float(ref)), 1.0))
     if bool(bad.any()):
-        k = a + int(torch.nonzero(bad)[0])
+        k = (a + int(torch.nonzero(bad)[0])) // stages
         raise ValueError(f"h={h} is too large for stability: the effective process diverged at step {k} "
                          f"(t={k * h:.3g}); reduce h (GD needs roughly h < 1/(2 lambda_max(S)), heavy-ball "
                          "momentum mu roughly lr < (1 + mu)/(2 lambda_max(S)))")
+
+
+RK4_STAGE_TIMES = (0.0, 0.5, 0.5, 1.0)  # the times of RK4's evaluation points within a step, in units of h
+
+
+def _steps_callback(callback, stages: int, iteration: int, residual: float, solved: int) -> None:
+    """``callback`` with the rows solved counted in steps (``stages`` rows per step, rounded up)."""
+    callback(iteration, residual, -(-solved // stages))
 
 
 def _solve_method(method: str | None, window) -> tuple[str, int | None]:
@@ -205,7 +216,7 @@ def _march(proc: EffectiveProcess, A: torch.Tensor, L: torch.Tensor, K: torch.Te
         C_e[:k, k] = C_e[k, :k]
         R[k, :k] = proc.R[:, k, :k].mean(0)
         rows = sample_rows(C_e[:k + 1, :k + 1], R[:k + 1, :k + 1], A, L, k, delta, Delta, scale, selection)
-        _check_stable(C_e[:k + 1, :k + 1], rows, k, h)
+        _check_stable(C_e[:k + 1, :k + 1], rows, k, h, proc.stages)
         A[k, :k + 1], L[k, :k + 1], K[k, :k + 1], scale = rows.A[0], rows.L[0], rows.K[0], rows.scale
         if callback is not None:
             callback(1, 0.0, k + 1)
@@ -232,7 +243,7 @@ def _iterate(proc: EffectiveProcess, A: torch.Tensor, L: torch.Tensor, K: torch.
             proc.run(K, L, b)
             C_e, R = proc.C_e[:, :b, :b].mean(0), proc.R[:, :b, :b].mean(0)
             rows = sample_rows(C_e, R, A, L, a, delta, Delta, scale, selection)
-            _check_stable(C_e, rows, a, h)
+            _check_stable(C_e, rows, a, h, proc.stages)
             residual = row_change(L, K, rows, a)
             residuals.append(residual)
             done = residual < tol
@@ -277,8 +288,9 @@ def solve_dmft(p: Ratios | Problem, h: float = 0.05, steps: int = 400, d_eff: in
             ``betas``, ``eps`` and decoupled ``weight_decay`` torch accepts, without ``amsgrad`` or
             ``maximize`` (Adam is coordinate-wise: docs/theory.md section 4.2 and docs/validation.md for how
             far its curve describes the simulation), and ``torch.optim.RMSprop`` (any ``alpha``, ``eps``)
-            without ``momentum``, ``centered``, ``weight_decay`` or ``maximize``; anything else (RK4, a user's
-            class) raises ValueError.
+            without ``momentum``, ``centered``, ``weight_decay`` or ``maximize``, and :class:`quadflow.optim.RK4`
+            (``"rk4"``; its four evaluation points per step are the kernels' rows, docs/theory.md section 4.4);
+            anything else (a user's class) raises ValueError.
         batch_fraction: minibatch size over n, in (0, 1] (1: full batch). Each sample enters a step's
             gradient with probability ``batch_fraction``, independently across steps (the simulation's
             ``batch_size = batch_fraction * n``, drawn without replacement each step); the sample side
@@ -319,8 +331,9 @@ def solve_dmft(p: Ratios | Problem, h: float = 0.05, steps: int = 400, d_eff: in
         callback: ``callback(iteration, residual, solved)`` after every iteration: its number over the
             whole solve, the residual of its window, and the number of steps converged so far (the window's
             end once it converged); when marching, after every step as ``(1, 0.0, steps done)``.
-        save_kernels: path of an ``.npz`` with ``t`` (steps + 1,) and the kernels C_e, R, C_r, C_u (the field's
-            covariance, C_r for full batch), K, each (steps + 1, steps + 1), as float64 numpy arrays.
+        save_kernels: path of an ``.npz`` with ``t`` (rows,) and the kernels C_e, R, C_r, C_u (the field's
+            covariance, C_r for full batch), K, each (rows, rows), as float64 numpy arrays; ``rows = steps + 1``,
+            or ``4 steps + 1`` for RK4, whose rows are its evaluation points (``t`` = step h plus 0, h/2, h/2, h).
         return_kernels: also return them under ``"kernels"``.
         noisy_test: add Delta to ``test_error`` (as the simulation's option).
         delta: Onsager ratio ``D/n`` of the sample side; default its limit ``1/(2 alpha)``
@@ -352,17 +365,22 @@ def solve_dmft(p: Ratios | Problem, h: float = 0.05, steps: int = 400, d_eff: in
     start = time.perf_counter()
     dev = resolve_device(device)
     size = lambda t: torch.empty((), dtype=t).element_size()  # noqa: E731
-    require_bytes(memory_bytes(steps, d_eff, samples, channels, size(dtype), tangent_itemsize=size(tangent_dtype),
+    stages = 4 if update.get("rk4") else 1  # kernel rows per step: RK4's evaluation points
+    rows = stages * steps
+    require_bytes(memory_bytes(rows, d_eff, samples, channels, size(dtype), tangent_itemsize=size(tangent_dtype),
                                minibatch=batch_fraction < 1),
                   dev, "solve_dmft", ["reduce d_eff, steps, samples or channels"])
     delta = 1.0 / (2.0 * p.alpha) if delta is None else float(delta)
     if not delta > 0:
         raise ValueError(f"delta must be > 0, got {delta!r}")
     kd = torch.float64
-    proc = EffectiveProcess(draw(p.at(d_eff), steps, samples, seed, dev, dtype, probe_dtype=tangent_dtype),
-                            alpha=p.alpha, h=h, lam=p.lam, channels=channels, spectrum_steps=spectrum_steps,
-                            kernel_dtype=kd, tangent_dtype=tangent_dtype, **update)
-    T1 = steps + 1
+    proc = EffectiveProcess(draw(p.at(d_eff), rows, samples, seed, dev, dtype, probe_dtype=tangent_dtype),
+                            alpha=p.alpha, h=h, lam=p.lam, channels=channels,
+                            spectrum_steps=[stages * s for s in spectrum_steps], kernel_dtype=kd,
+                            tangent_dtype=tangent_dtype, **update)
+    T1 = rows + 1
+    if stages > 1 and callback is not None:  # report steps, not evaluation points
+        callback = functools.partial(_steps_callback, callback, stages)
     A, L, K = (torch.zeros(T1, T1, dtype=kd, device=dev) for _ in range(3))  # L: Cholesky factor of C_u
     fraction = float(batch_fraction)
     selection = None if fraction == 1.0 else Selection(T1, fraction, A)
@@ -383,17 +401,20 @@ def solve_dmft(p: Ratios | Problem, h: float = 0.05, steps: int = 400, d_eff: in
                       RuntimeWarning, stacklevel=2)
     side = sample_side(proc.C_e.mean(0), proc.R.mean(0), delta, p.Delta, fraction)
     trace_b = _trace(proc)
-    t = h * np.arange(T1)
-    kernels = {"t": t, **{k: v.cpu().numpy() for k, v in
+    at_steps = np.arange(0, T1, stages)
+    row_t = h * (np.arange(T1) // stages + np.array(RK4_STAGE_TIMES if stages > 1 else [0.0])[np.arange(T1) % stages])
+    kernels = {"t": row_t, **{k: v.cpu().numpy() for k, v in
                           (("C_e", proc.C_e.mean(0)), ("R", proc.R.mean(0)), ("C_r", side.C_r),
                            ("C_u", side.C_u), ("K", side.K))}}
     if save_kernels is not None:
         np.savez(save_kernels, **kernels)
     curves = _curves(side, trace_b.mean(0), p, noisy_test)
+    stderr = _jackknife(proc.C_e, proc.R, trace_b, delta, p, noisy_test, fraction)
     return DMFTResult(
-        t=t, step=np.arange(T1), **{k: v.cpu().numpy() for k, v in curves.items()},
-        stderr=_jackknife(proc.C_e, proc.R, trace_b, delta, p, noisy_test, fraction),
-        spectrum=[proc.spectra[s].reshape(-1).double().cpu().numpy() for s in spectrum_steps],
+        t=h * np.arange(steps + 1), step=np.arange(steps + 1),
+        **{k: v.cpu().numpy()[at_steps] for k, v in curves.items()},
+        stderr={k: v[at_steps] for k, v in stderr.items()},
+        spectrum=[proc.spectra[stages * s].reshape(-1).double().cpu().numpy() for s in spectrum_steps],
         spectrum_t=h * np.array(spectrum_steps, dtype=float),
         converged=all(w["converged"] for w in windows), iterations=len(residuals), residuals=residuals,
         windows=windows, passes=sum(w["iterations"] * (w["stop"] - w["start"]) for w in windows) / T1,
