@@ -7,8 +7,9 @@ a student of width m can fit generic labels), and the Bayes-optimal
 ``kappa_star - kappa_star^2/2``. No perfect recovery for ``kappa < kappa_star``.
 
 Marked: the points of a (kappa, alpha) grid where the top-m cut of the long-time solution binds at small
-``lam = CUT_LAM`` (``solve_longtime(...).valid`` False: the static equations there assume a selection GD
-need not make, docs/validation.md).
+``lam = CUT_LAM`` (:func:`quadflow.theory.top_m_cut_binds`: the static equations there assume a selection GD
+need not make; below ``kappa_star`` GD does not reach the solution, above it single runs scatter around it,
+docs/validation.md).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import warnings
 import numpy as np
 
 from quadflow.theory import (LongTimeValidityWarning, interpolation_threshold, parameter_count,
-                             perfect_recovery_threshold, solve_longtime)
+                             perfect_recovery_threshold, solve_longtime, top_m_cut_binds)
 from quadflow.viz.figures.data import FigureData
 from quadflow.viz.figures.style import colors, subplots
 
@@ -28,7 +29,7 @@ CUT_LAM = 1e-3  # lam of the grid where the top-m cut is checked (Delta = 0)
 
 def cut_grid(kappa_star: float, quick: bool) -> list[dict]:
     """``{kappa_star, kappa, alpha, binds (0 or 1)}`` on a grid of kappa < 1 and alpha in (0, 0.6]: binds is 1
-    where the long-time solution at ``lam = CUT_LAM``, ``Delta = 0`` is flagged ``valid=False``."""
+    where the top-m cut of the long-time solution at ``lam = CUT_LAM``, ``Delta = 0`` binds."""
     kappas = np.linspace(0.1, 0.95, 4 if quick else 18)
     alphas = np.linspace(0.05, 0.6, 4 if quick else 12)
     rows = []
@@ -38,7 +39,7 @@ def cut_grid(kappa_star: float, quick: bool) -> list[dict]:
             for a in alphas:
                 sol = solve_longtime(alpha=float(a), kappa=float(k), kappa_star=kappa_star, lam=CUT_LAM)
                 rows.append({"kappa_star": kappa_star, "kappa": float(k), "alpha": float(a),
-                             "binds": int(sol.converged and not sol.valid)})  # 0/1: a number in the CSV
+                             "binds": int(sol.converged and top_m_cut_binds(sol.kappa, sol.q, sol.omega))})
     return rows
 
 
