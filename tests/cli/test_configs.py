@@ -119,3 +119,35 @@ def test_an_unknown_problem_key_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match=r"problem.kapa is not a key of problem \(d, kappa, "):
         Job(compose_config("+problem.kapa=1", *SMALL), tmp_path)
 
+
+
+def test_the_paper_fig7_preset_composes_to_the_papers_protocol():
+    # The paper's Fig. 7: d = 100, GOE design, kappa 0.3, kappa* 0.2, h 0.005 to t = 3000, 4 lam x 30 alpha x
+    # 10 seeds; the quick variant changes d, the step, the horizon and the grid, and keeps the rest.
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    def grid(cfg) -> dict:
+        parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in cfg.hydra.sweeper.params.items()])
+        return {o.key_or_group: len(list(o.sweep_iterator())) for o in parsed}
+
+    def composed(name):
+        from hydra import compose, initialize_config_dir
+        from hydra.core.global_hydra import GlobalHydra
+
+        from quadflow.cli.app import register_configs
+
+        register_configs()
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            return compose(config_name="config", overrides=[f"experiment={name}"], return_hydra_config=True)
+
+    full = composed("paper/fig7")
+    p = full.problem
+    assert (p.d, p.kappa, p.kappa_star, p.Delta, p.sigma0) == (100, 0.3, 0.2, 0.0, 1.0)
+    assert full.data.design == "goe" and full.trainer.h == 0.005 and full.trainer.h * full.trainer.steps == 3000
+    assert full.figure == "paper_fig7" and list(full.theory) == ["longtime"]
+    assert grid(full) == {"problem.lam": 4, "problem.alpha": 30, "seed": 10}
+    quick = composed("paper/fig7_quick")
+    assert (quick.problem.d, quick.trainer.h, quick.trainer.steps, quick.data.design) == (40, 0.01, 40000, "goe")
+    assert quick.problem.kappa == 0.3 and quick.figure == "paper_fig7"
+    assert grid(quick) == {"problem.lam": 2, "problem.alpha": 7, "seed": 2}

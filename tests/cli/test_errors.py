@@ -28,6 +28,9 @@ def check(*argv: str) -> None:
                         "optim._target_=torch.optim.RMSprop"),
     (["theory=[dmtf]"], "theory=[dmtf]: no option dmtf in group theory (dmft, longtime, population); did you mean "
                         "theory=[dmft]?"),
+    (["experiment=paper/fig77"], "no option paper/fig77 in group experiment (agreement_map, double_descent, "
+                                 "finite_size, learning_curves, optuna_step_size, overparam, spectrum, universality, "
+                                 "paper/fig7, paper/fig7_quick); did you mean experiment=paper/fig7?"),
     (["-m", "theory=[dmft],[dmtf]"], "did you mean theory=[dmft],[dmft]?"),
     (["theory=[population]", "theory.dmft.d_eff=96"], "theory dmft is not selected: add it to theory=[...]"),
     (["theory.dmft.d_ef=96"], "theory.dmft (quadflow.cli.theories.DMFT) takes no d_ef; did you mean "
@@ -55,7 +58,7 @@ def test_bad_override_is_one_line_naming_the_nearest(argv, message):
     ["+optim.momentum=0.9"], ["optim=momentum", "optim.momentum=0.5"],
     ["optim._target_=torch.optim.AdamW", "+optim.weight_decay=0.01", "optim.lr=1e-3"],
     ["student._target_=mypkg.MyStudent"], ["+callbacks.mine._target_=mypkg.MyCallback"],
-    ["~seed"], ["theory=[]"], ["experiment=double_descent", "trainer.h=0.01"],
+    ["~seed"], ["theory=[]"], ["experiment=double_descent", "trainer.h=0.01"], ["-m", "experiment=paper/fig7_quick"],
     ["-m", "problem.alpha=0.5,1", "optim=gd,adam", "seed=range(3)"],
     ["-m", "experiment=optuna_step_size", "hydra.sweeper.n_trials=30", "trainer.h=tag(log,interval(0.01,0.3))"],
     ["-m", "hydra/launcher=slurm", "hydra.launcher.partition=gpu", "problem.d=1024,2048"],

@@ -106,7 +106,7 @@ def _group_lines(o, repo) -> list[str]:
     from hydra.core.override_parser.types import Glob
 
     group, value = o.key_or_group, o.value()
-    options = repo.get_group_options(group)
+    options = _group_options(repo, group)
     if isinstance(value, Glob):
         return [f"{o.get_key_element()}={v}" for v in value.filter(options)]
     swept = list(o.sweep_iterator()) if o.is_discrete_sweep() else [value]
@@ -118,6 +118,15 @@ def _group_lines(o, repo) -> list[str]:
     if o.is_discrete_sweep():
         return [f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()]
     return [o.input_line]
+
+
+def _group_options(repo, group: str) -> list[str]:
+    """The options of ``group``, those of its subgroups as ``sub/option`` (``experiment=paper/fig7``)."""
+    from hydra.core.object_type import ObjectType
+
+    nested = [f"{sub}/{option}" for sub in repo.get_group_options(group, results_filter=ObjectType.GROUP)
+              for option in _group_options(repo, f"{group}/{sub}")]
+    return repo.get_group_options(group) + nested
 
 
 def _option_hint(line: str, group: str, name: str, options: list[str]) -> str:

@@ -41,6 +41,7 @@ FIGURES = {
     "learning_curves": Maker("learning_curves"),
     "double_descent": Maker("generalisation", options=(("vary", "alpha"),)),
     "overparam": Maker("generalisation", options=(("vary", "kappa"),)),
+    "paper_fig7": Maker("generalisation", options=(("vary", "alpha"),)),  # experiment=paper/fig7(_quick)
     "phase_diagram": Maker("phase_diagram", needs_jobs=False),
     "spectrum": Maker("spectrum"),
     "finite_size": Maker("finite_size"),
