@@ -121,7 +121,7 @@ def test_an_unknown_problem_key_is_a_config_error(tmp_path):
 
 
 
-def test_the_paper_fig7_preset_composes_to_the_papers_protocol():
+def test_the_paper_figure_presets_compose_to_the_papers_protocol():
     # The paper's Fig. 7: d = 100, GOE design, kappa 0.3, kappa* 0.2, h 0.005 to t = 3000, 4 lam x 30 alpha x
     # 10 seeds; the quick variant changes d, the step, the horizon and the grid, and keeps the rest.
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -151,3 +151,9 @@ def test_the_paper_fig7_preset_composes_to_the_papers_protocol():
     assert (quick.problem.d, quick.trainer.h, quick.trainer.steps, quick.data.design) == (40, 0.01, 40000, "goe")
     assert quick.problem.kappa == 0.3 and quick.figure == "paper_fig7"
     assert grid(quick) == {"problem.lam": 2, "problem.alpha": 7, "seed": 2}
+    fig4, fig16 = composed("paper/fig4"), composed("paper/fig16")
+    assert (fig4.problem.kappa, fig4.problem.kappa_star, fig4.trainer.h * fig4.trainer.steps) == (0.35, 0.3, 5000)
+    assert (fig4.problem.d, fig4.data.design, fig4.figure) == (100, "goe", "paper_fig4")
+    assert grid(fig4) == {"problem.lam": 3, "problem.alpha": 20, "seed": 10}
+    assert grid(fig16) == {"problem.kappa": 4, "problem.lam": 3, "problem.alpha": 20, "seed": 10}
+    assert fig16.figure == "paper_fig16" and composed("paper/fig4_quick").problem.d == 40

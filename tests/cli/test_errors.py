@@ -30,7 +30,8 @@ def check(*argv: str) -> None:
                         "theory=[dmft]?"),
     (["experiment=paper/fig77"], "no option paper/fig77 in group experiment (agreement_map, double_descent, "
                                  "finite_size, learning_curves, optuna_step_size, overparam, spectrum, universality, "
-                                 "paper/fig7, paper/fig7_quick); did you mean experiment=paper/fig7?"),
+                                 "paper/fig16, paper/fig4, paper/fig4_quick, paper/fig7, paper/fig7_quick); did you mean "
+                                 "experiment=paper/fig7?"),
     (["-m", "theory=[dmft],[dmtf]"], "did you mean theory=[dmft],[dmft]?"),
     (["theory=[population]", "theory.dmft.d_eff=96"], "theory dmft is not selected: add it to theory=[...]"),
     (["theory.dmft.d_ef=96"], "theory.dmft (quadflow.cli.theories.DMFT) takes no d_ef; did you mean "

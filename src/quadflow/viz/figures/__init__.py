@@ -41,7 +41,8 @@ FIGURES = {
     "learning_curves": Maker("learning_curves"),
     "double_descent": Maker("generalisation", options=(("vary", "alpha"),)),
     "overparam": Maker("generalisation", options=(("vary", "kappa"),)),
-    "paper_fig7": Maker("generalisation", options=(("vary", "alpha"),)),  # experiment=paper/fig7(_quick)
+    # the paper's figures of the long-time values against alpha: experiment=paper/figN(_quick)
+    **{f"paper_fig{n}": Maker("generalisation", options=(("vary", "alpha"),)) for n in (4, 7, 16)},
     "phase_diagram": Maker("phase_diagram", needs_jobs=False),
     "spectrum": Maker("spectrum"),
     "finite_size": Maker("finite_size"),
