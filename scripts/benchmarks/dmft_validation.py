@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from quadflow import Problem, simulate
-from quadflow.analysis.curves import CASES, CURVE_KEYS, H, STEPS  # the cases, shared with validation/dmft_curves.py
+from quadflow.analysis.curves import CASES, CURVE_KEYS, H, STEPS, gap_against_d_axes  # the cases, shared with validation/dmft_curves.py
 from quadflow.theory.dmft import solve_dmft
 
 
@@ -90,11 +90,7 @@ def figure(results: dict, path: Path) -> None:
             for key in ("mse", "train_loss"):
                 ax.plot([r["d"] for r in runs], [r["errors"][key]["mean_rel"] for r in runs], marker,
                         label=f"{design} {key}")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("d")
-        ax.set_title(f"{name}: mean |DMFT/GD - 1| over t", fontsize=7)
-        ax.legend(fontsize=6)
+        gap_against_d_axes(ax, f"{name}: mean |DMFT/GD - 1| over t")
     axes[0, 0].legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -124,7 +124,7 @@ def figure(summary: dict, path: Path) -> None:
                 ax.plot(t, r["sim_mean"], lw=1, label=f"GD d={r['d']} ({r['seeds']} seeds)")
             ext = c["curve_extrapolation"]
             if "value" in ext:
-                ax.errorbar(t, ext["value"], yerr=ext["error"], fmt="o", ms=2, color="0.3", label="GD, d -> inf (a + b/d)")
+                ax.errorbar(t, np.asarray(ext["value"], dtype=float), yerr=np.asarray(ext["error"], dtype=float), fmt="o", ms=2, color="0.3", label="GD, d -> inf (a + b/d)")
             ax.plot(t, c["dmft"], "k--", lw=2, label="DMFT")
             ax.set_yscale("log")
             ax.set_xlabel("t")
@@ -133,14 +133,19 @@ def figure(summary: dict, path: Path) -> None:
         for key in ("mse", "train_loss"):
             rows = s["curves"][key]["per_d"]
             ax.plot([r["d"] for r in rows], [r["mean_rel"] for r in rows], "o-", label=key)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("d")
-        ax.set_title(f"{case}: mean over t of |GD mean / DMFT - 1|", fontsize=8)
-        ax.legend(fontsize=7)
+        gap_against_d_axes(ax, f"{case}: mean over t of |GD mean / DMFT - 1|", fontsize=8)
     axes[0, 0].legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+def gap_against_d_axes(ax, title: str, fontsize: int = 7) -> None:
+    """Finish a panel of a time-averaged relative gap against d: log-log axes, the x label, title and legend."""
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("d")
+    ax.set_title(title, fontsize=fontsize)
+    ax.legend(fontsize=fontsize - 1)
 
 
 def _short(value) -> str:

@@ -22,7 +22,7 @@ from quadflow.data import Seeds, teacher_matrix
 from quadflow.models import PopulationObjective, QuadraticNetwork
 from quadflow.observables import Evaluator, collect
 from quadflow.optim import RK4, optimizer_factory, uses_closure
-from quadflow.problem import Problem, Ratios, as_ratios
+from quadflow.problem import Problem, Ratios, as_ratios, check_domain
 from quadflow.schedules import log_schedule
 from quadflow.theory.results import PopulationResult
 
@@ -67,8 +67,7 @@ def solve_population(p: Ratios | Problem, h: float = 0.05, steps: int = 400, d_e
     if d_eff is None and not isinstance(p, Problem):
         raise ValueError("d_eff=None is out of range with a Ratios: allowed an integer >= 2, the dimension of the "
                          "population instance (a Problem gives its d as the default)")
-    if not (isinstance(h, (int, float)) and h > 0):
-        raise ValueError(f"h={h!r} is out of range: allowed a number > 0")
+    check_domain(h=h)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps={steps!r} is out of range: allowed an integer >= 0")
     q = p if d_eff is None else ratios.at(int(d_eff))

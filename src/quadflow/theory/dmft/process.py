@@ -273,10 +273,7 @@ class EffectiveProcess:
                 dgamma += (K[k, start:k].to(dt) @ flat_t[start:k]).view(B, P, d, d)
             dgamma[:, k % P] += self.probes[k]
             dgamma_flat = dgamma.transpose(1, 2).reshape(B, d, P * d)  # [dGamma_1 .. dGamma_P]
-            if self.rk4:
-                w, dw, buf, dbuf, sq, dsq = self._rk4_stage(k, w, dw, w_t, gamma, dgamma_flat, buf, dbuf, sq, dsq)
-                continue
-            if self.momentum == 0 and self.betas is None:
+            if self.momentum == 0 and self.betas is None and not self.rk4:
                 step = torch.add(shrink, gamma, alpha=2.0 * lr)  # M_k = (1 - 2 lr lam) I + 2 lr Gamma_k
                 moved = (dw.view(B, m * P, d) @ step.to(dt)).view(B, m, P * d)
                 dw = torch.baddbmm(moved, w_t, dgamma_flat, alpha=2.0 * lr).view(B, m, P, d)
@@ -286,6 +283,9 @@ class EffectiveProcess:
             grad = w @ drift  # G_k = -g_k / 2
             dgrad = torch.baddbmm((dw.view(B, m * P, d) @ drift.to(dt)).view(B, m, P * d), w_t,
                                   dgamma_flat).view(B, m, P, d)
+            if self.rk4:
+                w, dw, buf, dbuf, sq, dsq = self._rk4_stage(k, w, dw, grad, dgrad, buf, dbuf, sq, dsq)
+                continue
             if self.betas is not None:
                 w, dw, buf, dbuf, sq, dsq = self._adam_step(k, w, dw, grad, dgrad, buf, dbuf, sq, dsq)
                 continue
@@ -309,19 +309,13 @@ class EffectiveProcess:
         """Rows of the kernels per optimiser step: 4 for RK4 (its evaluation points), else 1."""
         return 4 if self.rk4 else 1
 
-    def _rk4_stage(self, e, w, dw, w_t, gamma, dgamma_flat, base, dbase, acc, dacc):
-        """RK4's evaluation point ``e`` (module docstring): its slope ``F_e`` (B, m, d) from ``W_e`` and ``Gamma_e``,
-        and its tangent from ``dW_e`` (B, m, P, d) and ``[dGamma_1 .. dGamma_P]`` (B, d, P d). ``base``,
-        ``dbase``: the step's start and its tangents; ``acc``, ``dacc``: the weighted sum of the step's slopes
-        so far and its tangents (None before the first point). Returns the next point's ``W``, ``dW`` and
-        the four carried states."""
-        B, m, P, d = dw.shape
+    def _rk4_stage(self, e, w, dw, grad, dgrad, base, dbase, acc, dacc):
+        """RK4's evaluation point ``e`` (module docstring) at ``W_e`` (B, m, d) and its tangents ``dW_e`` (B, m, P, d),
+        from ``G_e = W_e (Gamma_e - lam I)`` and its tangents ``dG_e``: the slope is ``F_e = 2 G_e``. ``base``, ``dbase``: the step's start and
+        its tangents; ``acc``, ``dacc``: the weighted sum of the step's slopes so far and its tangents (None
+        before the first point). Returns the next point's ``W``, ``dW`` and the four carried states."""
         stage, lr = e % 4, self.lr
-        eye = torch.eye(d, dtype=gamma.dtype, device=gamma.device)
-        drift = torch.sub(gamma, eye, alpha=self.lam)
-        slope = (w @ drift).mul_(2.0)  # F_e = 2 W_e (Gamma_e - lam I)
-        dslope = torch.baddbmm((dw.view(B, m * P, d) @ drift.to(dw.dtype)).view(B, m, P * d), w_t,
-                               dgamma_flat).view(B, m, P, d).mul_(2.0)
+        slope, dslope = grad.mul(2.0), dgrad.mul(2.0)
         if stage == 0:
             base, dbase, acc, dacc = w, dw, slope, dslope
         else:
