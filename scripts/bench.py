@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 SCRIPTS = Path(__file__).resolve().parent
-SUITES = ("sim", "longtime", "dmft")
+SUITES = ("sim", "longtime", "dmft", "replicas")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -43,7 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of seconds")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
     parser.add_argument("--sizes", type=_int_list, help="comma-separated sizes d, replacing the suite's own "
-                        "(suites whose run takes sizes: sim)")
+                        "(suites whose run takes sizes: sim, replicas)")
     parser.add_argument("--precisions", type=_name_list, help="comma-separated precision modes among fp64, fp32, "
                         "tf32, bf16, replacing the suite's own (suites whose run takes precisions: sim)")
     parser.add_argument("--out", type=Path, help="also write the JSON to this file")

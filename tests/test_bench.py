@@ -121,3 +121,17 @@ def test_quick_dmft_optimisers_section_times_each_followed_optimiser_against_gd(
     for name, _ in dmft.OPTIMISERS:
         assert res[name]["seconds"] > 0 and res[name]["converged"]
         assert res[name]["over_gd"] == res[name]["seconds"] / res["gd"]["seconds"]
+
+
+def test_quick_replicas_suite_times_one_process_against_separate_runs():
+    """``--suite replicas --quick``: both timings, their ratio, and replica r's first step equal to run r's."""
+    proc = subprocess.run([sys.executable, str(SCRIPTS / "bench.py"), "--suite", "replicas", "--quick"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)["suites"]["replicas"]["result"]["rows"]
+    assert {r["design"] for r in rows} == {"goe", "gaussian"}
+    for r in rows:
+        times = r["seconds_per_step"]
+        assert times["replicas"] > 0 and times["separate"] > 0
+        assert r["speedup"] == pytest.approx(times["separate"] / times["replicas"])
+        assert r["max_rel_diff_first_step"] < 1e-6  # fp32: the batched GEMMs may sum in another order

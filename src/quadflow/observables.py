@@ -24,16 +24,19 @@ METRICS = ("mse", "test_error", "train_loss", "in_sample_error", "rank_fraction"
 RANK_TOL = 1e-2  # one default for the command line and the Python API
 
 
-def mse(s: torch.Tensor, s_star: torch.Tensor) -> float:
-    """The paper's MSE ``|S - S*|_F^2 / d`` (test error is twice this)."""
-    return float(torch.sum((s - s_star.to(s)) ** 2)) / s.shape[0]
+def mse(s: torch.Tensor, s_star: torch.Tensor):
+    """The paper's MSE ``|S - S*|_F^2 / d`` (test error is twice this): a float for S (d, d), an array (R,) for
+    replicas' S (R, d, d) against their teachers (R, d, d)."""
+    e = torch.sum((s - s_star.to(s)) ** 2, (-2, -1)).double().cpu().numpy() / s.shape[-1]
+    return float(e) if s.dim() == 2 else e
 
 
 class Evaluator:
     """Records of a student: ``{"step", "t", metrics..., ["spectrum"]}``.
 
     Args:
-        s_star: teacher matrix (d, d) for the exact mse of students with ``S()``.
+        s_star: teacher matrix (d, d) for the exact mse of students with ``S()``; (R, d, d) for R replicas,
+            whose records then hold arrays (R,) per metric and a spectrum (R, d).
         lam: l2 strength of the objective, the weight of ``trace`` in ``loss_reg``.
         Delta: label-noise variance, added to ``test_error`` when ``noisy_test``.
         rank_tol: eigenvalues of S above it count towards ``rank_fraction``.
@@ -52,12 +55,14 @@ class Evaluator:
         with torch.no_grad():
             if callable(getattr(model, "S", None)):
                 s = model.S()
+                d, one = s.shape[-1], s.dim() == 2
                 e = mse(s, self.s_star)
                 eig = torch.linalg.eigvalsh(s.double() if s.dtype == torch.bfloat16 else s)
-                trace = float(torch.diagonal(s).sum(dtype=torch.float64)) / s.shape[0]
-                rec.update(mse=e, test_error=2 * e + self.noise,
-                           rank_fraction=float((eig > self.rank_tol).sum()) / s.shape[0],
-                           trace=trace, loss_reg=stats.train_loss + self.lam * trace)
+                rank = (eig > self.rank_tol).sum(-1).cpu().numpy() / d
+                trace = torch.diagonal(s, dim1=-2, dim2=-1).sum(-1, dtype=torch.float64).cpu().numpy() / d
+                rank, trace = (float(rank), float(trace)) if one else (rank, trace)
+                rec.update(mse=e, test_error=2 * e + self.noise, rank_fraction=rank, trace=trace,
+                           loss_reg=stats.train_loss + self.lam * trace)
                 if spectrum:
                     rec["spectrum"] = eig.double().cpu().numpy()
             elif self.heldout is not None:
@@ -66,8 +71,29 @@ class Evaluator:
         return rec
 
 
+def metric_row(rec: dict, prefix: str = "sim") -> dict:
+    """The logged columns of a record: ``<prefix>/<metric>`` for each metric; for replicas (arrays (R,)) their
+    mean there, its standard error (sample std over sqrt R) under ``<prefix>/<metric>_se`` and each replica
+    under ``replicas/<r>/<metric>`` (a held-out ``test_error_se`` then only per replica)."""
+    row = {}
+    for k in (*METRICS, "test_error_se"):
+        if k not in rec:
+            continue
+        v = rec[k]
+        if np.ndim(v) == 0:
+            row.setdefault(f"{prefix}/{k}", float(v))
+            continue
+        v = np.asarray(v, dtype=float)
+        row.update({f"replicas/{r}/{k}": float(x) for r, x in enumerate(v)})
+        if k != "test_error_se":
+            row[f"{prefix}/{k}"] = float(v.mean())
+            row[f"{prefix}/{k}_se"] = float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else 0.0
+    return row
+
+
 def collect(records: list[dict]) -> dict:
-    """Stack per-time records into ``{"t": array, "step": array, metric: array, "spectrum": [...]}``."""
+    """Stack per-time records into ``{"t": array, "step": array, metric: array, "spectrum": [...]}`` (a metric
+    (T,), or (T, R) for replicas; a spectrum (d,), or (R, d))."""
     rows = [r for r in records if "train_loss" in r]
     keys = [k for k in ("t", "step", *METRICS, "test_error_se") if rows and k in rows[0]]
     out = {k: np.array([r[k] for r in rows]) for k in keys}

@@ -29,17 +29,18 @@ def _metrics(run_dir):
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.parametrize("student", ["quadratic", "second_layer"])
-def test_two_gloo_ranks_match_single_process(tmp_path, student):
+@pytest.mark.parametrize("student, replicas", [("quadratic", 1), ("second_layer", 1), ("quadratic", 2)])
+def test_two_gloo_ranks_match_single_process(tmp_path, student, replicas):
     """n = 10240 samples = 3 generation blocks, split 2 + 1 over the ranks; sums are all-reduced.
 
-    ``second_layer`` trains by chunked autograd: its gradients are summed over ranks the same way.
+    ``second_layer`` trains by chunked autograd: its gradients are summed over ranks the same way. With
+    ``replicas=2`` each rank holds its share of both replicas' samples, and the replica axis is all-reduced too.
 
     The trajectories differ only by the order of floating-point additions: fp64 gives ~1e-13
     relative differences after 40 steps; tolerance 1e-9.
     """
     single, sharded = tmp_path / "single", tmp_path / "sharded"
-    args = [*ARGS, f"student={student}"]
+    args = [*ARGS, f"student={student}", f"replicas={replicas}"]
     subprocess.run([sys.executable, str(ROOT / "scripts/run.py"), *args, f"hydra.run.dir={single}"],
                    cwd=ROOT, env=ENV, check=True, capture_output=True, timeout=300)
     proc = subprocess.run([str(TORCHRUN), "--nproc_per_node=2", "--master_port=29517", str(ROOT / "scripts/run.py"),
@@ -48,7 +49,8 @@ def test_two_gloo_ranks_match_single_process(tmp_path, student):
     assert proc.returncode == 0, proc.stderr[-3000:]
     a, b = _metrics(single), _metrics(sharded)
     assert [r["step"] for r in a] == [r["step"] for r in b]
-    for key in ("sim/mse", "sim/train_loss", "sim/in_sample_error") + (("sim/rank_fraction",) if student == "quadratic" else ()):
+    keys = ("sim/mse", "sim/train_loss", "sim/in_sample_error") + (("sim/rank_fraction",) if student == "quadratic" else ())
+    for key in keys + tuple(f"replicas/{r}/mse" for r in range(replicas if replicas > 1 else 0)):
         np.testing.assert_allclose([r[key] for r in b], [r[key] for r in a], rtol=1e-9, err_msg=key)
     assert json.loads((sharded / "summary.json").read_text())["world_size"] == 2
 

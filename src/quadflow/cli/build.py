@@ -54,7 +54,7 @@ def build_simulation(cfg, problem: Problem, callbacks: list) -> Simulation:
     try:
         return Simulation(problem, seed=cfg.seed, device=cfg.device, precision=cfg.precision, data=data,
                           optim=make_optimizer, student=student, teacher=teacher, rank_tol=cfg.record.rank_tol,
-                          trainer=trainer)
+                          trainer=trainer, replicas=cfg.get("replicas", 1))
     except InsufficientMemoryError:
         raise
     except (ValueError, TypeError, ImportError) as err:

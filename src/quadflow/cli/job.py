@@ -31,6 +31,7 @@ from quadflow.cli.theories import Prediction, RunInfo
 from quadflow.io import atomic_write_text, dumps, stable_hash
 from quadflow.logging import JsonlSink, Tracker
 from quadflow.models import uses_analytic_gradient
+from quadflow.observables import metric_row
 from quadflow.runtime import cpu_threads, init_from_env, resolve_device, world
 from quadflow.runtime.distributed import shared_path
 from quadflow.train import METRICS, DivergenceError, SignalStop, load_checkpoint, record_schedule, spectrum_schedule
@@ -38,6 +39,12 @@ from quadflow.train.callbacks import CheckpointError
 
 EXIT_CODES = {"ok": 0, "diverged": 1, "failed": 1, "unstable": 3, "interrupted": 143}
 SIM_KEYS = ("problem", "trainer", "optim", "student", "teacher", "data", "seed", "precision", "record")
+
+
+def sim_keys(cfg) -> tuple[str, ...]:
+    """The config keys that determine a run's trajectory: :data:`SIM_KEYS`, and ``replicas`` when above 1 (so
+    that a one-replica run keeps the hash it always had)."""
+    return SIM_KEYS + (("replicas",) if cfg.get("replicas", 1) != 1 else ())
 log = logging.getLogger("quadflow")
 
 
@@ -149,7 +156,7 @@ class Job:
         self.schedule = record_schedule(steps, cfg.record.points, cfg.record.every)
         self.scheduled = set(self.schedule)
         self.spectrum_steps = spectrum_schedule(steps, cfg.record.spectrum_points)
-        self.sim_key = config_hash(cfg, *SIM_KEYS)
+        self.sim_key = config_hash(cfg, *sim_keys(cfg))
         self.spectra: dict[int, np.ndarray] = {}
         self.theory_cache: dict = {}
         self.predictions: dict[str, Prediction] = {}
@@ -170,7 +177,7 @@ class Job:
         the checkpointer on rank 0): the simulation, the spectra (step -> eigenvalues), the theory cache
         (name -> (config hash, the Prediction's fields)), the W&B run id and the wall time so far (s)."""
         wb = self.tracker.wandb if self.tracker else None
-        return {"key": self.sim_key, "config": config_values(self.cfg, *SIM_KEYS),
+        return {"key": self.sim_key, "config": config_values(self.cfg, *sim_keys(self.cfg)),
                 "simulation": self.sim.state_dict(), "spectra": map_leaves(self.spectra, as_plain),
                 "theory": {name: (key, map_leaves(dataclasses.asdict(prediction), as_plain))
                            for name, (key, prediction) in self.theory_cache.items()},
@@ -209,7 +216,7 @@ class Job:
                               RuntimeWarning)
             return None
         if state.get("key") != self.sim_key:
-            diff = changed_keys(state.get("config", {}), config_values(self.cfg, *SIM_KEYS))
+            diff = changed_keys(state.get("config", {}), config_values(self.cfg, *sim_keys(self.cfg)))
             raise ConfigError(f"{path} was written by a run with a different configuration ("
                               + (", ".join(diff) or "older format") + "); continue it with its own overrides, "
                               "start over in this folder with resume=false, or use a new hydra.run.dir")
@@ -266,13 +273,12 @@ class Job:
                           f"{err}); its earlier offline folders are kept beside {wb.segment}", RuntimeWarning)
 
     def on_record(self, rec: dict) -> None:
-        if "spectrum" in rec:
-            self.spectra[rec["step"]] = rec["spectrum"]
-            self.tracker.log_spectrum("sim/spectrum", rec["t"], rec["spectrum"])
+        if "spectrum" in rec:  # the replicas' eigenvalues pooled
+            self.spectra[rec["step"]] = np.ravel(rec["spectrum"])
+            self.tracker.log_spectrum("sim/spectrum", rec["t"], self.spectra[rec["step"]])
         if rec["step"] not in self.scheduled:
             return
-        row = {"t": rec["t"], "step": rec["step"], **{f"sim/{k}": rec[k] for k in (*METRICS, "test_error_se")
-                                                       if k in rec}}
+        row = {"t": rec["t"], "step": rec["step"], **metric_row(rec)}
         for prediction in self.predictions.values():
             row.update(prediction.row(rec["step"]))
         self.tracker.log(row)
@@ -280,8 +286,10 @@ class Job:
     # -- the run ----------------------------------------------------------------------------------------
     def run_info(self) -> RunInfo:
         sim, cfg = self.sim, self.cfg
+        first = sim.replicas is not None  # the theories see replica 0's teacher and seeds
         return RunInfo(problem=self.problem, h=sim.h, steps=cfg.trainer.steps, schedule=self.schedule,
-                       spectrum_steps=self.spectrum_steps, seeds=sim.seeds, s_star=sim.s_star,
+                       spectrum_steps=self.spectrum_steps, seeds=sim.seeds[0] if first else sim.seeds,
+                       s_star=sim.s_star[0] if first else sim.s_star,
                        make_optimizer=sim.make_optimizer, optimizer_name=type(sim.optimizer).__name__,
                        batch_size=cfg.trainer.batch_size,
                        noisy_test=sim.spec.noisy_test, device=cfg.device, progress=cfg.progress)
@@ -384,7 +392,8 @@ class Job:
         wb = self.tracker.wandb
         return {
             "status": status, "error": error, "steps_done": sim.step, "steps": self.cfg.trainer.steps,
-            "objective_increases": sim.guard.ascents, "loss_scale": sim.objective.loss_scale, "t": sim.step * sim.h,
+            "objective_increases": sim.guard.ascents, "loss_scale": np.asarray(sim.objective.loss_scale).tolist(),
+            "replicas": sim.replicas or 1, "t": sim.step * sim.h,
             **{k: v for k, v in last.items() if k not in ("t", "step")}, **final_gaps(last),
             **{f"theory/{n}/{k}": v for n, p in self.predictions.items() for k, v in p.summary.items()},
             "problem": self.problem.to_dict(), "student": type(sim.student).__name__,

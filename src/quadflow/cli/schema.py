@@ -60,6 +60,7 @@ class RunConfig:
     device: str = "auto"        # auto | cpu | cuda
     precision: str = "fp32"     # fp64 | fp32 | tf32 | bf16
     seed: int = 0
+    replicas: int = 1           # seeds seed ... seed + replicas - 1 trained at once on a tensor axis
     cpu_threads: Optional[int] = None  # torch CPU threads (None: about one per 128 of d)
     resume: Any = "auto"        # auto | true | false (see quadflow.cli.job.Job.restore)
     progress: bool = True       # progress bars (shown on terminals only)
@@ -98,6 +99,7 @@ def check_config(cfg) -> None:
         _require(cfg.record.every >= 1, "record.every", cfg.record.every, ">= 1 or null")
     _require(cfg.record.spectrum_points >= 0, "record.spectrum_points", cfg.record.spectrum_points, ">= 0")
     _require(cfg.record.rank_tol > 0, "record.rank_tol", cfg.record.rank_tol, "> 0")
+    _require(cfg.get("replicas", 1) >= 1, "replicas", cfg.get("replicas", 1), "an integer >= 1")
     if cfg.cpu_threads is not None:
         _require(cfg.cpu_threads >= 1, "cpu_threads", cfg.cpu_threads, ">= 1 or null")
     mode = cfg.tracking.wandb.mode if cfg.tracking.get("wandb") else "disabled"

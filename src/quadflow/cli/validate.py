@@ -27,6 +27,7 @@ from quadflow.runtime import (InsufficientMemoryError, available_bytes, check_fi
                               resolve_device, resolve_precision)
 from quadflow.train import record_schedule
 from quadflow.train.batches import check_batch_size
+from quadflow.train.simulation import check_replicas
 
 
 def validate_config(cfg, *, local: bool = True) -> list[str]:
@@ -44,10 +45,11 @@ def validate_config(cfg, *, local: bool = True) -> list[str]:
     problem = build_problem(cfg)
     trainer = build(cfg.trainer, "trainer", callbacks=build_callbacks(cfg), progress=False)
     make_optimizer = build(cfg.optim, "optim")
-    _check_optimizer(make_optimizer, cfg.optim)
+    probe = _check_optimizer(make_optimizer, cfg.optim)
     build(cfg.student, "student")
     build(cfg.teacher, "teacher")
     spec = build(cfg.data, "data")
+    replicas = cfg.get("replicas", 1)
     theories = build_theories(cfg)
     build(cfg.checkpoint, "checkpoint")
     if cfg.tracking.get("wandb") is not None:
@@ -58,13 +60,14 @@ def validate_config(cfg, *, local: bool = True) -> list[str]:
             raise ValueError("trainer.batch_size needs data.storage=materialized (minibatches index stored inputs)")
         choose_route(spec.route, spec.design, problem.m, problem.d)
         record_schedule(trainer.steps, cfg.record.points, cfg.record.every)
+        check_replicas(replicas, probe, trainer.batch_size, 1)
     except ValueError as err:
         raise ConfigError(str(err)) from None
     if device is None:
         return []
     need = estimate_bytes(problem, design=spec.design, storage=spec.storage,
                           storage_bytes=precision.storage.itemsize, compute_bytes=precision.compute.itemsize,
-                          chunk_rows=spec.rows_per_chunk(problem, device.type))
+                          chunk_rows=spec.rows_per_chunk(problem, device.type, replicas), replicas=replicas)
     try:
         check_fits(need, device, design=spec.design)
         check_theories_fit(theories, trainer.steps, device, minibatch=trainer.batch_size is not None,
@@ -134,10 +137,11 @@ def _largest(fits, high: int) -> int:
     return low
 
 
-def _check_optimizer(make_optimizer, node) -> None:
-    """The optimiser partial called on one scalar parameter: torch checks ``lr``, betas, ... in the constructor."""
+def _check_optimizer(make_optimizer, node) -> torch.optim.Optimizer:
+    """The optimiser partial called on one scalar parameter (returned): torch checks ``lr``, betas, ... in the
+    constructor."""
     try:
-        make_optimizer([torch.nn.Parameter(torch.zeros(1))])
+        return make_optimizer([torch.nn.Parameter(torch.zeros(1))])
     except (ValueError, TypeError) as err:
         target = OmegaConf.select(node, "_target_") if OmegaConf.is_config(node) else None
         raise ConfigError(f"optim ({target}): {' '.join(str(err).split())}") from None

@@ -38,16 +38,21 @@ STORAGES = ("materialized", "regenerate")
 
 
 def quadratic_form(a: torch.Tensor, s: torch.Tensor, design: str) -> torch.Tensor:
-    """``<S, Z_mu>`` for a chunk: (rows,) from inputs (rows, d) or GOE matrices (rows, d, d).
+    """``<S, Z_mu>`` for a chunk: (rows,) from inputs (rows, d) or GOE matrices (rows, d, d) and S (d, d);
+    with leading replica axes on both (S (R, d, d), inputs (R, rows, ...)), (R, rows).
 
     Gaussian design: ``(x^T S x - Tr S) / sqrt(d)``, computed as a row-wise dot with ``x S``.
     The result is in ``s.dtype`` (matmul inputs cast to ``a.dtype``).
     """
-    d = s.shape[0]
-    if design == "goe":
-        return (a.reshape(a.shape[0], -1) @ s.to(a.dtype).reshape(-1)).to(s.dtype)
+    d = s.shape[-1]
+    if design == "goe":  # one matrix-vector product per replica: a batched one is slower (docs/benchmarks.md)
+        flat = s.to(a.dtype).flatten(-2)
+        if a.dim() == 3:
+            return (a.flatten(-2) @ flat).to(s.dtype)
+        return torch.stack([x.flatten(-2) @ v for x, v in zip(a, flat)]).to(s.dtype)
     xs = (a @ s.to(a.dtype)).to(s.dtype)
-    return ((xs * a.to(s.dtype)).sum(1) - torch.diagonal(s).sum()) / math.sqrt(d)
+    trace = torch.diagonal(s, dim1=-2, dim2=-1).sum(-1)
+    return ((xs * a.to(s.dtype)).sum(-1) - trace[..., None]) / math.sqrt(d)
 
 
 def check_data_options(design: str, storage: str) -> None:
@@ -58,6 +63,27 @@ def check_data_options(design: str, storage: str) -> None:
         raise ValueError(f"data.storage must be one of {STORAGES}, got {storage!r}")
     if design == "goe" and storage == "regenerate":
         raise ValueError("data.storage=regenerate is implemented for data.design=gaussian only")
+
+
+def local_blocks(n: int, rank: int, world_size: int) -> range:
+    """The generation blocks of ``n`` samples that ``rank`` of ``world_size`` holds."""
+    return shard_blocks(-(-n // BLOCK), rank, world_size)
+
+
+def local_rows(n: int, blocks: range) -> range:
+    """The global sample indices of ``blocks``."""
+    return range(blocks.start * BLOCK, min(n, blocks.stop * BLOCK))
+
+
+def allocate(p: Problem, design: str, storage: str, n_local: int, *, dtype, compute_dtype, device,
+             lead: tuple = ()) -> tuple:
+    """Empty ``(inputs, y_clean, y)`` for ``n_local`` samples, with leading axes ``lead`` (the replicas'):
+    inputs ``lead + (n_local, d)`` or ``lead + (n_local, d, d)`` (None with ``regenerate`` storage), labels
+    ``lead + (n_local,)``."""
+    shape = (n_local, p.d, p.d) if design == "goe" else (n_local, p.d)
+    inputs = torch.empty(lead + shape, device=device, dtype=dtype) if storage == "materialized" else None
+    y_clean = torch.empty(lead + (n_local,), device=device, dtype=compute_dtype)
+    return inputs, y_clean, torch.empty_like(y_clean)
 
 
 class Dataset:
@@ -72,6 +98,8 @@ class Dataset:
             recomputes each block from its seed at every pass (gaussian only).
         dtype: storage dtype of the inputs; labels are kept in ``compute_dtype``.
         rank, world_size: this rank's share of the blocks.
+        out: None (allocate) or ``(inputs, y_clean, y)`` tensors of this rank's shapes to fill (views into the
+            stacked tensors of a :class:`ReplicaDataset`); ``inputs`` is None with ``regenerate`` storage.
 
     Attributes:
         y: noisy labels of this rank's samples, shape (n_local,).
@@ -82,20 +110,17 @@ class Dataset:
     def __init__(self, p: Problem, s_star: torch.Tensor, seeds: Seeds, *, design: str = "gaussian",
                  storage: str = "materialized", dtype: torch.dtype = torch.float32,
                  compute_dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu",
-                 rank: int = 0, world_size: int = 1):
+                 rank: int = 0, world_size: int = 1, out: tuple | None = None):
         check_data_options(design, storage)
         self.p, self.design, self.storage = p, design, storage
         self.dtype, self.compute_dtype, self.device = dtype, compute_dtype, torch.device(device)
         self.seeds, self.n = seeds, p.n
-        n_blocks = -(-p.n // BLOCK)
-        self.blocks = shard_blocks(n_blocks, rank, world_size)
-        self.rows = range(self.blocks.start * BLOCK, min(p.n, self.blocks.stop * BLOCK))
+        self.blocks = local_blocks(p.n, rank, world_size)
+        self.rows = local_rows(p.n, self.blocks)
         s = s_star.to(device=self.device, dtype=compute_dtype)
-        shape = (self.n_local, p.d, p.d) if design == "goe" else (self.n_local, p.d)
         # preallocated and filled block by block: peak memory is the dataset plus one block
-        self.inputs = torch.empty(shape, device=self.device, dtype=dtype) if storage == "materialized" else None
-        self.y_clean = torch.empty(self.n_local, device=self.device, dtype=compute_dtype)
-        self.y = torch.empty_like(self.y_clean)
+        self.inputs, self.y_clean, self.y = out if out is not None else allocate(
+            p, design, storage, self.n_local, dtype=dtype, compute_dtype=compute_dtype, device=self.device)
         for b in self.blocks:
             a = self._make_block(b)
             sl = slice((b - self.blocks.start) * BLOCK, (b - self.blocks.start) * BLOCK + a.shape[0])
@@ -120,6 +145,10 @@ class Dataset:
         a = torch.randn(rows, d, d, generator=g, device=self.device, dtype=GENERATION_DTYPE).to(self.compute_dtype)
         return ((a + a.transpose(1, 2)) / math.sqrt(2 * d)).to(self.dtype)
 
+    def take(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(y, y_clean, inputs)`` of the local samples ``rows`` (a minibatch; materialized storage)."""
+        return self.y[rows], self.y_clean[rows], self.inputs[rows]
+
     def chunks(self, chunk_rows: int) -> Iterator[tuple[slice, torch.Tensor]]:
         """Yield ``(local_slice, data)`` over this rank's samples, ``chunk_rows`` rows at a time.
 
@@ -137,3 +166,50 @@ class Dataset:
             a = torch.cat([self._make_block(b) for b in group])
             lo = (group[0] - self.blocks.start) * BLOCK
             yield slice(lo, lo + a.shape[0]), a
+
+
+class ReplicaDataset:
+    """The training sets of R replicas (their own teachers and seeds) on a leading axis.
+
+    Replica r is the :class:`Dataset` of ``s_stars[r]`` and ``seeds[r]``, sample for sample, filled into the
+    slice r of stacked tensors: ``inputs`` (R, n_local, d) or (R, n_local, d, d), ``y`` and ``y_clean``
+    (R, n_local). Keyword arguments are :class:`Dataset`'s. ``chunks`` yields ``(slice, data)`` with data
+    (R, rows, ...), ``take`` a minibatch with one row-index vector per replica (R, batch).
+    """
+
+    def __init__(self, p: Problem, s_stars, seeds, **kwargs):
+        if len(s_stars) != len(seeds):
+            raise ValueError(f"ReplicaDataset: {len(s_stars)} teachers for {len(seeds)} seed sets")
+        storage, design = kwargs.get("storage", "materialized"), kwargs.get("design", "gaussian")
+        check_data_options(design, storage)
+        device = torch.device(kwargs.get("device", "cpu"))
+        n_local = len(local_rows(p.n, local_blocks(p.n, kwargs.get("rank", 0), kwargs.get("world_size", 1))))
+        self.inputs, self.y_clean, self.y = allocate(
+            p, design, storage, n_local, dtype=kwargs.get("dtype", torch.float32),
+            compute_dtype=kwargs.get("compute_dtype", torch.float32), device=device, lead=(len(seeds),))
+        self.members = [Dataset(p, s, sd, out=(None if self.inputs is None else self.inputs[r], self.y_clean[r],
+                                               self.y[r]), **kwargs)
+                        for r, (s, sd) in enumerate(zip(s_stars, seeds))]
+        one = self.members[0]
+        self.p, self.design, self.storage, self.n, self.rows = one.p, one.design, one.storage, one.n, one.rows
+        self.dtype, self.compute_dtype, self.device = one.dtype, one.compute_dtype, one.device
+
+    @property
+    def n_local(self) -> int:
+        return len(self.rows)
+
+    def take(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(y, y_clean, inputs)`` of the rows (R, batch), replica r taking its own rows ``rows[r]``."""
+        r = torch.arange(rows.shape[0], device=rows.device)[:, None]
+        return self.y[r, rows], self.y_clean[r, rows], self.inputs[r, rows]
+
+    def chunks(self, chunk_rows: int) -> Iterator[tuple[slice, torch.Tensor]]:
+        """Yield ``(local_slice, data)`` with data (R, rows, ...): views of the stored inputs, or each replica's
+        regenerated chunk stacked."""
+        if self.inputs is not None:
+            for lo in range(0, self.n_local, chunk_rows):
+                sl = slice(lo, min(lo + chunk_rows, self.n_local))
+                yield sl, self.inputs[:, sl]
+            return
+        for parts in zip(*(m.chunks(chunk_rows) for m in self.members)):
+            yield parts[0][0], torch.stack([a for _, a in parts])

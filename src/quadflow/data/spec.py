@@ -48,12 +48,13 @@ class DataSpec:
         return Seeds.from_master(seed, teacher=self.teacher_seed, inputs=self.inputs_seed, noise=self.noise_seed,
                                  init=self.init_seed)
 
-    def rows_per_chunk(self, p: Problem, device_type: str = "cpu") -> int:
-        """``chunk_rows``, or rows holding about ``CHUNK_NUMBERS[device_type]`` numbers (a multiple of the
-        generation block): on a CPU a chunk and its scratch buffer stay in the last-level cache between the
-        two products of the step (docs/benchmarks.md), on a GPU large chunks keep the GEMMs large."""
+    def rows_per_chunk(self, p: Problem, device_type: str = "cpu", replicas: int = 1) -> int:
+        """``chunk_rows``, or rows holding about ``CHUNK_NUMBERS[device_type]`` numbers over the ``replicas``
+        (a multiple of the generation block): on a CPU a chunk and its scratch buffer stay in the last-level
+        cache between the two products of the step (docs/benchmarks.md), on a GPU large chunks keep the GEMMs
+        large."""
         if self.chunk_rows is not None:
             return int(self.chunk_rows)
-        per_row = p.d * p.d if self.design == "goe" else max(p.d, p.m)
+        per_row = (p.d * p.d if self.design == "goe" else max(p.d, p.m)) * replicas
         numbers = CHUNK_NUMBERS.get(device_type, CHUNK_NUMBERS["cuda"])
         return max(BLOCK, (numbers // per_row) // BLOCK * BLOCK)

@@ -89,14 +89,22 @@ def row_metrics(rows: list[dict]) -> list[str]:
     return list(found)
 
 
+BAND = ("simulation - s.e.", "simulation + s.e.")  # the band of a run of replicas, around their mean
+
+
 def overlay_series(rows: list[dict], metric: str) -> dict:
-    """``{"simulation": [(t, v)], "theory: <name>": [(t, v)], ...}`` of one metric over a run's rows."""
+    """``{"simulation": [(t, v)], "theory: <name>": [(t, v)], ...}`` of one metric over a run's rows; a run of
+    replicas (``sim/<metric>_se`` in its rows) adds the band of their mean, ``simulation -/+ s.e.``."""
     series: dict = {SIMULATION: []}
     for row in rows:
         for key, value in row.items():
             parts = key.split("/")
             if key == f"sim/{metric}":
                 series[SIMULATION].append((row.get("t"), value))
+                se = row.get(f"sim/{metric}_se")
+                if _finite(se) and _finite(value):
+                    for label, sign in zip(BAND, (-1, 1)):
+                        series.setdefault(label, []).append((row.get("t"), value + sign * se))
             elif parts[0] == THEORY and len(parts) == 3 and parts[2] == metric:
                 series.setdefault(f"{THEORY}: {parts[1]}", []).append((row.get("t"), value))
     return series

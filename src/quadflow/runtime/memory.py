@@ -15,18 +15,19 @@ def _gib(nbytes: float) -> str:
 
 
 def estimate_bytes(p: Problem, *, design: str, storage: str, storage_bytes: int, compute_bytes: int,
-                   chunk_rows: int, world_size: int = 1) -> dict:
+                   chunk_rows: int, world_size: int = 1, replicas: int = 1) -> dict:
     """Bytes per rank: ``data`` (inputs), ``labels``, ``work`` (chunk temporaries, matrices) and ``total``;
     ``floor``: the total with the smallest need any data, precision and sharding setting gives (inputs
     regenerated in bfloat16, one-row chunks, float32 compute, one sample per rank), which only a smaller
     problem lowers.
 
     The Gaussian design stores ``n d`` numbers, the GOE design ``n d^2``; the
-    regenerate mode stores none (one chunk at a time). Labels are two vectors of n.
+    regenerate mode stores none (one chunk at a time). Labels are two vectors of n. ``replicas`` runs hold
+    all of it R times (each its own data, student and d x d matrices).
     """
     need = _bytes(p, design, storage, storage_bytes, compute_bytes, chunk_rows, world_size)
     least = _bytes(p, design, "regenerate", 2, 4, 1, p.n)
-    return {**need, "floor": least["total"]}
+    return {**{k: v * replicas for k, v in need.items()}, "floor": least["total"] * replicas, "replicas": replicas}
 
 
 def _bytes(p: Problem, design: str, storage: str, storage_bytes: int, compute_bytes: int, chunk_rows: int,
@@ -74,14 +75,23 @@ def check_fits(need: dict, device: torch.device, *, design: str) -> None:
     free = available_bytes(device)
     if need["total"] <= 0.9 * free:
         return
+    replicas = need.get("replicas", 1)
+    if need["floor"] > 0.9 * free and replicas > 1 and need["floor"] / replicas <= 0.9 * free:
+        most = int(0.9 * free // (need["floor"] / replicas))
+        raise InsufficientMemoryError(
+            f"this run needs about {_gib(need['total'])} on {device} but only {_gib(free)} is free, and no setting "
+            f"of data, precision or GPUs brings its {replicas} replicas (each its own data) below "
+            f"{_gib(need['floor'])}: use fewer replicas (now {replicas}; at most {most} fit), over several jobs.")
     if need["floor"] > 0.9 * free:
-        shrink = (need["floor"] / (0.9 * free)) ** 0.5
+        shrink = (need["floor"] / replicas / (0.9 * free)) ** 0.5
         raise InsufficientMemoryError(
             f"this run needs about {_gib(need['total'])} on {device} but only {_gib(free)} is free, and no setting "
             f"of data, precision or GPUs brings it below {_gib(need['floor'])} (the student's weights and the "
             f"d x d matrices every device holds grow as d^2): reduce problem.d about {shrink:.3g}-fold.")
     gaussian = design == "gaussian"
-    options = ["a smaller problem.d or problem.alpha",
+    options = [f"fewer replicas (now {need['replicas']}: each holds its own data)" if need.get("replicas", 1) > 1
+               else None,
+               "a smaller problem.d or problem.alpha",
                "precision=bf16 (halves the stored inputs)" if gaussian else None,
                "data.storage=regenerate (recompute inputs each step, bounded memory)" if gaussian else None,
                "a smaller data.chunk_rows",

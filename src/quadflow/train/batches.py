@@ -20,15 +20,20 @@ class MinibatchSampler:
     """``step -> (local row indices, batch size)``: ``batch_size`` of the ``n`` samples without replacement.
 
     The draw at a step depends only on ``(seed, step)``, so a resumed run sees the same batches;
-    ``rows`` is the range of global sample indices this rank holds.
+    ``rows`` is the range of global sample indices this rank holds. With a sequence of R seeds (replicas,
+    one rank) each replica draws its own batch: indices (R, batch_size).
     """
 
-    def __init__(self, n: int, batch_size: int, seed: int, rows: range, device):
+    def __init__(self, n: int, batch_size: int, seed, rows: range, device):
         check_batch_size(batch_size, n)
         self.n, self.batch_size, self.seed, self.rows, self.device = n, batch_size, seed, rows, device
 
-    def __call__(self, step: int) -> tuple[torch.Tensor, int]:
-        g = generator(self.seed, step, torch.device("cpu"), salt=BATCH_SALT)
+    def _draw(self, seed: int, step: int) -> torch.Tensor:
+        g = generator(seed, step, torch.device("cpu"), salt=BATCH_SALT)
         idx = torch.randperm(self.n, generator=g)[:self.batch_size]
-        mine = idx[(idx >= self.rows.start) & (idx < self.rows.stop)] - self.rows.start
-        return mine.to(self.device), self.batch_size
+        return idx[(idx >= self.rows.start) & (idx < self.rows.stop)] - self.rows.start
+
+    def __call__(self, step: int) -> tuple[torch.Tensor, int]:
+        if isinstance(self.seed, int):
+            return self._draw(self.seed, step).to(self.device), self.batch_size
+        return torch.stack([self._draw(s, step) for s in self.seed]).to(self.device), self.batch_size

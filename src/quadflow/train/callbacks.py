@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 
 from quadflow.io import atomic_write
@@ -114,7 +115,7 @@ class DivergenceGuard(Callback):
         self.unstable: str | None = None
 
     def on_evaluate(self, trainer, loss, stats):
-        value = stats.train_loss
+        value = float(np.max(stats.train_loss))  # the worst replica's
         if self.initial_loss is None:
             self.initial_loss = value
         if not math.isfinite(value) or value > self.factor * max(self.initial_loss, 1e-12):
@@ -170,7 +171,7 @@ class DivergenceGuard(Callback):
 
 def _unit(objective) -> float:
     """What the objective's loss is per unit of ``train_loss + lam |theta|^2 / scale``: ``scale * loss_scale``."""
-    return objective.scale * getattr(objective, "loss_scale", 1.0)
+    return objective.scale * float(np.mean(getattr(objective, "loss_scale", 1.0)))
 
 
 class SignalStop(Callback):
@@ -244,7 +245,7 @@ class ProgressLog(Callback):
         self._next = (trainer.step // self._every + 1) * self._every
 
     def on_evaluate(self, trainer, loss, stats):
-        self._loss = stats.train_loss
+        self._loss = float(np.mean(stats.train_loss))  # the replicas' mean
 
     def on_step_end(self, trainer):
         now = time.time()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Callable, Iterable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -86,7 +87,7 @@ class Trainer:
                 self._step()
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(train_loss=f"{stats.train_loss:.3e}", refresh=False)
+                    bar.set_postfix(train_loss=f"{np.mean(stats.train_loss):.3e}", refresh=False)
                 if any([cb.on_step_end(self) for cb in self.callbacks]):
                     return
         finally:

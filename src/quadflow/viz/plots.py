@@ -58,12 +58,17 @@ def plot_flagged(ax, x, y, valid, fmt: str = "-", color=None, label: str | None 
 
 def plot_curves(rows: list[dict], path: Path, title: str = "", flagged=()) -> Path:
     """Four panels (mse, train_loss, in_sample_error, rank_fraction) vs t, simulation and theories; the theories
-    named in ``flagged`` (a long-time solution with ``valid=False``) are drawn as :data:`FLAGGED_LABEL`."""
+    named in ``flagged`` (a long-time solution with ``valid=False``) are drawn as :data:`FLAGGED_LABEL`. A run of
+    replicas is drawn as their mean with a band of one standard error (``sim/<metric>_se``)."""
     plt = pyplot()
     fig, axes = plt.subplots(2, 2, figsize=(10, 7), constrained_layout=True)
     for ax, metric in zip(axes.flat, CURVE_METRICS):
         t, v = series(rows, f"sim/{metric}")
-        ax.plot(t, v, "o", ms=3, color="k", label="simulation")
+        ts, se = series(rows, f"sim/{metric}_se")
+        replicas = len(ts) == len(t) and len(t) > 0
+        ax.plot(t, v, "o", ms=3, color="k", label="simulation (mean of replicas)" if replicas else "simulation")
+        if replicas:
+            ax.fill_between(t, v - se, v + se, color="k", alpha=0.15, lw=0, label="+- 1 s.e.")
         for name in theory_names(rows):
             tt, vv = series(rows, f"theory/{name}/{metric}")
             if len(tt):
