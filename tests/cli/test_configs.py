@@ -1,8 +1,14 @@
-"""Every file of every config group composes and instantiates; users' students and optimisers by one override."""
+"""Every file of every config group composes and instantiates; users' students and optimisers by one override; the
+paper's presets (conf/experiment/paper/) follow the paper's protocol."""
+import math
+from contextlib import contextmanager
+
+import numpy as np
 import pytest
 import torch
 from conftest import CONF, compose_config
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from quadflow.cli.build import ConfigError
 from quadflow.cli.job import Job, run_job
@@ -121,39 +127,182 @@ def test_an_unknown_problem_key_is_a_config_error(tmp_path):
 
 
 
-def test_the_paper_figure_presets_compose_to_the_papers_protocol():
-    # The paper's Fig. 7: d = 100, GOE design, kappa 0.3, kappa* 0.2, h 0.005 to t = 3000, 4 lam x 30 alpha x
-    # 10 seeds; the quick variant changes d, the step, the horizon and the grid, and keeps the rest.
+@contextmanager
+def hydra_loader():
+    """An initialised Hydra over conf/ (the app's schema registered); yields its config loader."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from quadflow.cli.app import register_configs
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        yield GlobalHydra.instance().config_loader()
+
+
+def preset(name: str):
+    """``experiment=<name>`` composed with its ``hydra`` node (the sweeper's params); call inside hydra_loader()."""
+    from hydra import compose
+
+    return compose(config_name="config", overrides=[f"experiment={name}"], return_hydra_config=True)
+
+
+def sweep_values(cfg) -> dict:
+    """``{key: [values]}`` of the preset's sweeper params (one list per key, single values included)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    def grid(cfg) -> dict:
-        parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in cfg.hydra.sweeper.params.items()])
-        return {o.key_or_group: len(list(o.sweep_iterator())) for o in parsed}
+    params = cfg.hydra.sweeper.params or {}
+    parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
+    return {o.key_or_group: list(o.sweep_iterator()) if o.is_sweep_override() else [o.value()] for o in parsed}
 
-    def composed(name):
-        from hydra import compose, initialize_config_dir
-        from hydra.core.global_hydra import GlobalHydra
 
-        from quadflow.cli.app import register_configs
+def grid(cfg) -> dict:
+    """``{key: number of values}`` of the preset's sweep."""
+    return {k: len(v) for k, v in sweep_values(cfg).items()}
 
-        register_configs()
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            return compose(config_name="config", overrides=[f"experiment={name}"], return_hydra_config=True)
 
-    full = composed("paper/fig7")
+def test_the_paper_figure_presets_compose_to_the_papers_protocol():
+    # The paper's Fig. 7: d = 100, GOE design, kappa 0.3, kappa* 0.2, h 0.005 to t = 3000, 4 lam x 30 alpha x
+    # 10 seeds (replicas, on a tensor axis in each job); the quick variant changes d, the step, the horizon and the
+    # grid, and keeps the rest.
+    with hydra_loader():
+        full, quick, fig4, fig16, fig4_quick = map(preset, ("paper/fig7", "paper/fig7_quick", "paper/fig4",
+                                                           "paper/fig16", "paper/fig4_quick"))
     p = full.problem
     assert (p.d, p.kappa, p.kappa_star, p.Delta, p.sigma0) == (100, 0.3, 0.2, 0.0, 1.0)
     assert full.data.design == "goe" and full.trainer.h == 0.005 and full.trainer.h * full.trainer.steps == 3000
     assert full.figure == "paper_fig7" and list(full.theory) == ["longtime"]
-    assert grid(full) == {"problem.lam": 4, "problem.alpha": 30, "seed": 10}
-    quick = composed("paper/fig7_quick")
+    assert grid(full) == {"problem.lam": 4, "problem.alpha": 30} and (full.seed, full.replicas) == (0, 10)
     assert (quick.problem.d, quick.trainer.h, quick.trainer.steps, quick.data.design) == (40, 0.01, 40000, "goe")
     assert quick.problem.kappa == 0.3 and quick.figure == "paper_fig7"
-    assert grid(quick) == {"problem.lam": 2, "problem.alpha": 7, "seed": 2}
-    fig4, fig16 = composed("paper/fig4"), composed("paper/fig16")
+    assert grid(quick) == {"problem.lam": 2, "problem.alpha": 7} and quick.replicas == 2
     assert (fig4.problem.kappa, fig4.problem.kappa_star, fig4.trainer.h * fig4.trainer.steps) == (0.35, 0.3, 5000)
     assert (fig4.problem.d, fig4.data.design, fig4.figure) == (100, "goe", "paper_fig4")
-    assert grid(fig4) == {"problem.lam": 3, "problem.alpha": 20, "seed": 10}
-    assert grid(fig16) == {"problem.kappa": 4, "problem.lam": 3, "problem.alpha": 20, "seed": 10}
-    assert fig16.figure == "paper_fig16" and composed("paper/fig4_quick").problem.d == 40
+    assert grid(fig4) == {"problem.lam": 3, "problem.alpha": 20} and fig4.replicas == 10
+    assert grid(fig16) == {"problem.kappa": 4, "problem.lam": 3, "problem.alpha": 20} and fig16.replicas == 10
+    assert fig16.figure == "paper_fig16" and fig4_quick.problem.d == 40
+
+
+def _linspace(start, stop, count):
+    return ("linspace", start, stop, count)
+
+
+ALPHA_30, ALPHA_20 = _linspace(0.01, 0.6, 30), _linspace(0.01, 0.6, 20)
+FIG17 = {"figure": "paper_fig17", "t_max": 2000, "problem.Delta": [0.0], "problem.lam": [0.5, 0.1, 0.05],
+         "problem.alpha": ALPHA_30}
+FIG20_RATIOS = (0.5, 0.6, 0.75, 0.9, 1.0)  # kappa* / kappa of the five pairs of each paper/fig20<x>
+# The paper's protocol: GOE design, d = 100, h = 0.005, 10 seeds, sigma0 = 1 unless listed; values of
+# the problem keys as the job grid has them (one value or the sweep), alpha grids as numpy linspace.
+PROTOCOL = {
+    "fig1": {"figure": "paper_fig1", "d": 150, "t_max": 200, "problem.kappa": [0.4], "problem.kappa_star": [0.3],
+             "problem.alpha": [0.25, 0.4], "problem.lam": [0.0], "problem.Delta": [0.0]},
+    "fig2": {"figure": "paper_fig2", "t_max": 2000, "problem.kappa": [0.7], "problem.kappa_star": [0.5],
+             "problem.alpha": ALPHA_30, "problem.lam": [0.5, 0.1, 0.05], "problem.Delta": [0.0]},
+    "fig5": {"figure": "paper_fig5", "t_max": 5000, "problem.kappa": [0.4], "problem.kappa_star": [0.3],
+             "problem.alpha": _linspace(0.08, 0.5, 11), "problem.lam": [0.01], "problem.Delta": [0.25, 0.5]},
+    "fig6a": {"figure": "paper_fig6", "t_max": 5000, "problem.kappa": [0.4], "problem.kappa_star": [0.3],
+              "problem.alpha": ALPHA_20, "problem.lam": [0.01], "problem.Delta": [0.1, 0.25, 0.5]},
+    "fig6b": {"figure": "paper_fig6", "t_max": 5000, "problem.kappa": [0.4], "problem.kappa_star": [0.3],
+              "problem.alpha": ALPHA_20, "problem.lam": [0.1, 0.05, 0.01, 0.005], "problem.Delta": [1.0]},
+    "fig9": {"figure": "paper_fig9", "t_max": 10000, "problem.kappa": [0.7], "problem.kappa_star": [0.5],
+             "problem.alpha": _linspace(0.01, "alpha_PR + 0.1", 30), "problem.lam": [0.0], "problem.Delta": [0.0],
+             "gamma": [1, 0.5, 0.1, 0.01]},
+    "fig10": {"figure": "paper_fig10", "t_max": 2000, "seeds": 20, "problem.kappa": [0.7], "problem.kappa_star": [0.5],
+              "problem.alpha": _linspace(0.01, 0.8, 40), "problem.lam": [0.0], "problem.Delta": [0.5],
+              "gamma": [1, 0.1, 0.01]},
+    "fig12": {"figure": "paper_fig12", "d": 150, "t_max": 1000, "design": ["gaussian", "goe"],
+              "problem.kappa": [0.5], "problem.kappa_star": [0.2], "problem.alpha": _linspace(0.11, 0.47, 9),
+              "problem.lam": [0.1, 0.0], "problem.Delta": [0.0]},
+    "fig14": {"figure": "paper_fig14", "t_max": 5000, "problem.kappa": [0.4], "problem.kappa_star": [0.3],
+              "problem.alpha": _linspace(0.02, 0.8, 14), "problem.lam": [0.01], "problem.Delta": [0.0]},
+    "fig17a": {**FIG17, "problem.kappa": [0.5], "problem.kappa_star": [0.2, 0.3, 0.5]},
+    "fig17b": {**FIG17, "problem.kappa": [0.7], "problem.kappa_star": [0.3, 0.5, 0.6, 0.7]},
+    "fig18a": {**FIG17, "figure": "paper_fig18", "problem.Delta": [0.5], "problem.kappa": [0.5],
+               "problem.kappa_star": [0.2, 0.3, 0.5]},
+    "fig18b": {**FIG17, "figure": "paper_fig18", "problem.Delta": [0.5], "problem.kappa": [0.7],
+               "problem.kappa_star": [0.3, 0.5, 0.6, 0.7]},
+    "fig19": {"figure": "paper_fig19", "t_max": 5000, "problem.kappa": [0.7, 0.5, 0.4, 0.35],
+              "problem.kappa_star": [0.3], "problem.alpha": ALPHA_20,
+              "problem.lam": [0.1, 0.05, 0.025, 0.005, 0.002], "problem.Delta": [1.0]},
+    **{f"fig20{x}": {"figure": "paper_fig20", "t_max": 10000, "seeds": 5, "problem.kappa": [k],
+                     "problem.kappa_star": [round(k * r, 4) for r in FIG20_RATIOS], "problem.alpha": "around alpha_PR",
+                     "problem.lam": [0.0], "problem.Delta": [0.0]}
+       for x, k in zip("abcde", (0.2, 0.4, 0.6, 0.8, 1.0))},
+}
+QUICK = {"fig1_quick": "fig1", "fig2_quick": "fig2", "fig5_quick": "fig5", "fig6_quick": "fig6b", "fig9_quick": "fig9",
+         "fig10_quick": "fig10", "fig12_quick": "fig12", "fig14_quick": "fig14", "fig17_quick": "fig17a",
+         "fig18_quick": "fig18a", "fig19_quick": "fig19", "fig20_quick": "fig20c"}
+THEORY_ONLY = (3, 8, 11, 13, 15, 21)
+
+
+def values(cfg, key: str) -> list:
+    """The values ``key`` takes over the preset's jobs: its sweep, else its one configured value."""
+    return sweep_values(cfg).get(key) or [OmegaConf.select(cfg, key)]
+
+
+def number_of_jobs(cfg) -> int:
+    return math.prod(grid(cfg).values())
+
+
+def check_alphas(alphas: list, expected, kappa: float, kappa_stars: list) -> None:
+    """``alphas`` against a list, a ``_linspace`` (4 significant digits), or 40 values covering each pair's
+    perfect-recovery threshold of the lam = 0 flow by at least 0.09 on both sides (Fig. 20)."""
+    from quadflow.theory import perfect_recovery_threshold
+
+    if expected == "around alpha_PR":
+        thresholds = [perfect_recovery_threshold(kappa, ks, unregularized=True) for ks in kappa_stars]
+        assert len(alphas) == 40 and min(alphas) <= max(0.01, min(thresholds) - 0.09)
+        assert max(alphas) >= max(thresholds) + 0.09
+    elif isinstance(expected, tuple):
+        _, start, stop, count = expected
+        if stop == "alpha_PR + 0.1":
+            stop = perfect_recovery_threshold(kappa, kappa_stars[0], unregularized=True) + 0.1
+        assert np.allclose(alphas, np.linspace(start, stop, count), rtol=1e-3, atol=0)
+    else:
+        assert alphas == expected
+
+
+@pytest.mark.parametrize("name", sorted(PROTOCOL))
+def test_each_paper_preset_is_the_papers_protocol(name):
+    from quadflow.viz.figures import FIGURES
+
+    expected = PROTOCOL[name]
+    with hydra_loader():
+        cfg = preset(f"paper/{name}")
+    assert cfg.problem.d == expected.get("d", 100) and cfg.trainer.h == 0.005
+    assert cfg.trainer.h * cfg.trainer.steps == pytest.approx(expected["t_max"], rel=1e-12)
+    assert values(cfg, "data.design") == expected.get("design", ["goe"])
+    assert values(cfg, "seed") == [0] and cfg.replicas == expected.get("seeds", 10)  # seeds 0 ... R-1 in each job
+    sigma0 = values(cfg, "problem.sigma0")
+    assert [s ** 2 for s in sigma0] == pytest.approx(expected.get("gamma", [1.0]), rel=1e-4)  # gamma = sigma0^2
+    for key in ("problem.kappa", "problem.kappa_star", "problem.lam", "problem.Delta"):
+        assert values(cfg, key) == expected[key], key
+    check_alphas(values(cfg, "problem.alpha"), expected["problem.alpha"], expected["problem.kappa"][0],
+                 expected["problem.kappa_star"])
+    assert cfg.figure == expected["figure"] and cfg.figure in FIGURES
+
+
+@pytest.mark.parametrize("name", sorted(QUICK))
+def test_each_quick_paper_preset_is_a_smaller_grid_of_its_figure_whose_every_job_is_valid(name):
+    from quadflow.cli.sweeps import check_sweep
+
+    with hydra_loader() as loader:
+        quick, full = preset(f"paper/{name}"), preset(f"paper/{QUICK[name]}")
+        errors, _ = check_sweep(quick, loader)  # every job's values in range (memory is this machine's business)
+    assert not errors, errors
+    assert 30 <= quick.problem.d <= 50 and quick.data.design == full.data.design and quick.figure == full.figure
+    assert quick.problem.kappa == full.problem.kappa and number_of_jobs(quick) <= min(24, number_of_jobs(full) - 1)
+    assert quick.trainer.h * quick.trainer.steps < full.trainer.h * full.trainer.steps
+    for key, swept in sweep_values(quick).items():
+        assert set(swept) <= set(values(full, key)) or key == "problem.alpha", key  # a subset of the paper's values
+
+
+@pytest.mark.parametrize("n", THEORY_ONLY)
+def test_each_theory_only_paper_preset_is_one_zero_step_job_that_draws_its_figure(n):
+    from quadflow.viz.figures import FIGURES
+
+    with hydra_loader():
+        cfg = preset(f"paper/fig{n}")
+    assert cfg.figure == f"paper_fig{n}" and not FIGURES[cfg.figure].needs_jobs
+    assert cfg.trainer.steps == 0 and list(cfg.theory) == [] and not cfg.hydra.sweeper.params

@@ -30,8 +30,15 @@ def check(*argv: str) -> None:
                         "theory=[dmft]?"),
     (["experiment=paper/fig77"], "no option paper/fig77 in group experiment (agreement_map, double_descent, "
                                  "finite_size, learning_curves, optuna_step_size, overparam, spectrum, universality, "
-                                 "paper/fig16, paper/fig4, paper/fig4_quick, paper/fig7, paper/fig7_quick); did you mean "
-                                 "experiment=paper/fig7?"),
+                                 "paper/fig1, paper/fig10, paper/fig10_quick, paper/fig11, paper/fig12, "
+                                 "paper/fig12_quick, paper/fig13, paper/fig14, paper/fig14_quick, paper/fig15, "
+                                 "paper/fig16, paper/fig17_quick, paper/fig17a, paper/fig17b, paper/fig18_quick, "
+                                 "paper/fig18a, paper/fig18b, paper/fig19, paper/fig19_quick, paper/fig1_quick, "
+                                 "paper/fig2, paper/fig20_quick, paper/fig20a, paper/fig20b, paper/fig20c, "
+                                 "paper/fig20d, paper/fig20e, paper/fig21, paper/fig2_quick, paper/fig3, paper/fig4, "
+                                 "paper/fig4_quick, paper/fig5, paper/fig5_quick, paper/fig6_quick, paper/fig6a, "
+                                 "paper/fig6b, paper/fig7, paper/fig7_quick, paper/fig8, paper/fig9, "
+                                 "paper/fig9_quick); did you mean experiment=paper/fig7?"),
     (["-m", "theory=[dmft],[dmtf]"], "did you mean theory=[dmft],[dmft]?"),
     (["theory=[population]", "theory.dmft.d_eff=96"], "theory dmft is not selected: add it to theory=[...]"),
     (["theory.dmft.d_ef=96"], "theory.dmft (quadflow.cli.theories.DMFT) takes no d_ef; did you mean "

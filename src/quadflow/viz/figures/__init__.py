@@ -42,7 +42,14 @@ FIGURES = {
     "double_descent": Maker("generalisation", options=(("vary", "alpha"),)),
     "overparam": Maker("generalisation", options=(("vary", "kappa"),)),
     # the paper's figures of the long-time values against alpha: experiment=paper/figN(_quick)
-    **{f"paper_fig{n}": Maker("generalisation", options=(("vary", "alpha"),)) for n in (4, 7, 16)},
+    **{f"paper_fig{n}": Maker("generalisation", options=(("vary", "alpha"),))
+       for n in (2, 4, 6, 7, 9, 10, 16, 17, 18, 19, 20)},
+    # the paper's figures against t: experiment=paper/figN(_quick)
+    **{f"paper_fig{n}": Maker("learning_curves") for n in (1, 5, 12)},
+    "paper_fig14": Maker("objective_gap"),
+    # the paper's theory-only figures: scripts/figures.py paper_figN --out DIR (no jobs)
+    "paper_fig3": Maker("phase_diagram", needs_jobs=False),
+    **{f"paper_fig{n}": Maker("paper_theory", needs_jobs=False, options=(("figure", n),)) for n in (8, 11, 13, 15, 21)},
     "phase_diagram": Maker("phase_diagram", needs_jobs=False),
     "spectrum": Maker("spectrum"),
     "finite_size": Maker("finite_size"),

@@ -1,7 +1,7 @@
 """Long-time test error against alpha (double descent) or kappa (over-parameterisation).
 
 Simulation: the final ``sim/test_error`` (= 2 mse, clean labels) and ``sim/train_loss``
-of every job of the sweep, grouped by the label noise ``Delta``. Theory: the static
+of every run of the sweep (each replica of a job run with ``replicas=R``), grouped by the label noise ``Delta``. Theory: the static
 equations (theory.md section 5) along the same axis, with the other parameters of the
 jobs, and the thresholds of section 6: interpolation where ``Delta > 0``, perfect
 recovery (``lam -> 0+``) where ``Delta = 0``. Theory points flagged ``valid=False`` (the top-m cut binds) are
@@ -85,11 +85,12 @@ def collect(jobs, quick: bool, vary: str) -> FigureData:
             rows = [r for r in j.rows if r.get("sim/test_error") is not None]
             drift = (abs(rows[-1]["sim/test_error"] - rows[-2]["sim/test_error"]) / rows[-1]["sim/test_error"]
                      if len(rows) > 1 else math.nan)
-            sim_rows.append({**fixed, vary: j.problem[vary], "d": j.problem["d"], "seed": j.config["seed"],
-                             "t": j.summary["t"], "sim_test_error": j.summary["sim/test_error"],
-                             "sim_train_loss": j.summary["sim/train_loss"], "theory_test_error": sol.test_error,
-                             "theory_train_loss": sol.train_loss, "last_step_rel_change": drift, "job": j.path.name})
-            gaps.append(abs(j.summary["sim/test_error"] - sol.test_error) / sol.test_error)
+            for r, (test, train) in enumerate(zip(j.values("test_error"), j.values("train_loss"))):  # each run
+                sim_rows.append({**fixed, vary: j.problem[vary], "d": j.problem["d"], "seed": j.config["seed"] + r,
+                                 "t": j.summary["t"], "sim_test_error": test, "sim_train_loss": train,
+                                 "theory_test_error": sol.test_error, "theory_train_loss": sol.train_loss,
+                                 "last_step_rel_change": drift, "job": j.path.name})
+                gaps.append(abs(test - sol.test_error) / sol.test_error)
         curves.append({**fixed, "threshold": _threshold(vary, grid, fixed),
                        "threshold_kind": "interpolation" if fixed["Delta"] > 0 else "perfect recovery (lam -> 0+)",
                        "test_error_rel_gap_median": float(np.median(gaps)),

@@ -40,6 +40,15 @@ class Job:
         """Step size (``trainer.h``): the paper's time is ``t = step * h``."""
         return float(self.config["trainer"]["h"])
 
+    @property
+    def replicas(self) -> int:
+        """Seeds the job ran on a tensor axis (``replicas=R``; 1 for a plain run)."""
+        return int(self.summary.get("replicas", 1))
+
+    def values(self, metric: str) -> list[float]:
+        """The final ``metric`` of each run the job holds (:func:`run_values` of its summary)."""
+        return run_values(self.summary, f"sim/{metric}")
+
     @cached_property
     def rows(self) -> list[dict]:
         """The rows of ``metrics.jsonl`` (empty when the file is missing)."""
@@ -54,6 +63,20 @@ class Job:
         with np.load(path) as npz:
             step = max(int(k.split("_")[1]) for k in npz.files)
             return step * self.h, np.asarray(npz[f"step_{step}"], dtype=float)
+
+
+def run_values(row: dict, key: str) -> list:
+    """The values of ``key`` in a row of ``metrics.jsonl`` or a summary, one per run: for ``sim/<metric>`` in a
+    run of replicas (whose ``sim/<metric>`` is their mean) each ``replicas/<r>/<metric>``, else ``[row[key]]``
+    (``[]`` when the row lacks it)."""
+    metric = key[len("sim/"):] if key.startswith("sim/") else None
+    if metric is not None and f"replicas/0/{metric}" in row:
+        r, out = 0, []
+        while f"replicas/{r}/{metric}" in row:
+            out.append(row[f"replicas/{r}/{metric}"])
+            r += 1
+        return out
+    return [row[key]] if row.get(key) is not None else []
 
 
 def _load(path: Path) -> Job:
