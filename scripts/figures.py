@@ -5,8 +5,11 @@
     python scripts/figures.py spectrum --sweep-dir outputs/<run> --out /tmp/fig --quick --wandb-mode disabled
     python scripts/figures.py double_descent --redraw docs/results/double_descent   # PNG from saved CSV/JSON
     python scripts/figures.py sweep --sweep-dir multirun/<day>/<time> --x problem.alpha --y sim/mse   # any sweep
+    python scripts/figures.py agreement_map --sweep-dir multirun/<new> --join docs/results/agreement_map \
+        --out docs/results/agreement_map                                  # a map extended by a later sweep
 
-Figures: learning_curves, double_descent, overparam, phase_diagram, spectrum, finite_size, universality
+Figures: learning_curves, double_descent, overparam, phase_diagram, spectrum, finite_size, universality,
+agreement_map, the paper's paper_fig1 ... paper_fig21 (theory-only: 3, 8, 11, 13, 15, 21)
 (the presets conf/experiment/<name>.yaml draw theirs at the end of their multirun), and sweep: the final
 --y (a summary.json key, default sim/mse) against --x (a config key, default the first key the jobs differ
 in), with the theories' values and the learning curves coloured by x.
@@ -78,11 +81,18 @@ def run(argv=None) -> int:
     parser.add_argument("--group", help="W&B group (default: the figure name)")
     parser.add_argument("--x", help="sweep: the swept config key, e.g. problem.alpha (default: the first that varies)")
     parser.add_argument("--y", help="sweep: the summary.json key drawn, e.g. sim/mse (default)")
+    parser.add_argument("--join", type=Path, metavar="DIR", help="agreement_map: join the rows of the map saved in "
+                        "DIR (a grid extended by this sweep)")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an unexpected failure")
     args = parser.parse_args(argv)
     options = {k: v for k, v in (("x", args.x), ("y", args.y)) if v is not None}
     if options and args.name != "sweep":
         parser.error("--x and --y are options of the sweep figure")
+    if args.join is not None:
+        if args.name != "agreement_map":
+            parser.error("--join is an option of the agreement_map figure")
+        _folder("--join", args.join)
+        options["join"] = args.join
     _folder("--sweep-dir", args.sweep_dir)
     _folder("--redraw", args.redraw)
     if args.redraw is not None:

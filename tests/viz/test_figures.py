@@ -275,3 +275,28 @@ def test_agreement_map_tabulates_gaps_and_marks_disagreeing_points(tmp_path):
     assert data.meta["summary"]["disagreeing"] == 2 and data.meta["summary"]["flagged_invalid"] == 2
     assert all(math.isfinite(r["alpha_pr"]) == (r["kappa"] >= 0.5) for r in data.tables["lines"])
     close(draw(data))
+
+
+def test_agreement_map_counts_replicas_as_seeds_gives_their_spread_and_joins_a_saved_map(tmp_path):
+    """A job run with replicas=2 gives two seeds: the gap is their mean, the spread std/mean of single runs;
+    ``join`` adds the rows of a saved map at another kappa* (a grid extended later)."""
+    theory = {f"theory/longtime/{m}": 0.1 for m in ("mse", "train_loss", "in_sample_error")}
+    for job, d in enumerate((16, 32)):
+        values = {m: (0.1 * 1.1, 0.1 * 0.9) for m in ("mse", "train_loss", "in_sample_error")}
+        summary = {**theory, "replicas": 2, **{f"sim/{m}": sum(v) / 2 for m, v in values.items()},
+                   **{f"replicas/{r}/{m}": v[r] for m, v in values.items() for r in range(2)}}
+        write_job(tmp_path / "new" / str(job), {"d": d, "alpha": 0.5, "kappa": 1.5, "Delta": 0.0,
+                                                "kappa_star": 0.2}, rows=[{"t": 1.0, "step": 1, "sim/mse": 0.1}],
+                  summary=summary)
+    saved = collect("agreement_map", tmp_path / "new")
+    point = saved.tables["map"][0]
+    assert saved.tables["sim"][0]["seeds"] == 2 and point["gap_mse"] == pytest.approx(0.0, abs=1e-12)
+    assert point["spread_mse"] == pytest.approx(np.std([1.1, 0.9], ddof=1))  # std / mean, mean 1
+    saved.save(tmp_path / "saved")
+    write_job(tmp_path / "other" / "0", {"d": 32, "alpha": 0.5, "kappa": 1.5, "Delta": 0.0, "kappa_star": 0.3},
+              rows=[{"t": 1.0, "step": 1, "sim/mse": 0.1}],
+              summary={**theory, **{f"sim/{m}": 0.12 for m in ("mse", "train_loss", "in_sample_error")}})
+    joined = collect("agreement_map", tmp_path / "other", join=tmp_path / "saved")
+    assert sorted(p["kappa_star"] for p in joined.tables["map"]) == [0.2, 0.3]
+    assert math.isnan([p for p in joined.tables["map"] if p["kappa_star"] == 0.3][0]["spread_mse"])  # one seed
+    close(draw(joined))

@@ -41,11 +41,20 @@ def grid_points(rows: list[dict]) -> list[dict]:
                  "converged": all(flag(r["converged"]) for r in rs)}
         for m in METRICS:
             point[f"gap_{m}"] = float(top[f"gap_{m}"])
+            point[f"spread_{m}"] = spread(top, m)
             for r in rs:
                 point[f"gap_{m}_d{int(r['d'])}"] = float(r[f"gap_{m}"])
         point["disagrees"] = (not point["valid"]) or any(abs(point[f"gap_{m}"]) > DISAGREE_GAP for m in JUDGED)
         out.append(point)
     return out
+
+
+def spread(row: dict, metric: str) -> float:
+    """The seed spread of single runs at a row's point and d, std / mean of the metric over its seeds, from the
+    row's seed-mean gap and its standard error: ``gap_sem sqrt(seeds) / (1 + gap)`` (NaN with one seed, or
+    without the columns)."""
+    sem, seeds = float(row.get(f"gap_{metric}_sem", math.nan)), int(float(row.get("seeds", 1)))
+    return sem * math.sqrt(seeds) / (1 + float(row[f"gap_{metric}"])) if seeds > 1 and math.isfinite(sem) else math.nan
 
 
 def flag(value) -> bool:
@@ -72,7 +81,8 @@ def lookup(alpha: float, kappa: float, kappa_star: float, lam: float, Delta: flo
     The map's points with the same ``kappa_star``, ``lam`` and ``Delta`` (to 1e-9 relative) form a grid in
     ``(alpha, kappa)``; the query must lie within its range (10 % margin, in log scale) and takes its
     nearest point in ``(log alpha, log kappa)``. Returns ``{"map_point": "alpha=..., kappa=...",
-    "map_d": d, "map_gap_mse": ..., "map_gap_train_loss": ..., "map_valid": ..., "map_disagrees": ...}``,
+    "map_d": d, "map_gap_mse": ..., "map_gap_train_loss": ..., "map_spread_mse": ... (the seed spread of
+    single runs there), "map_valid": ..., "map_disagrees": ...}``,
     or ``{"map_point": None, "map_why": "..."}`` when the map does not cover the point.
     """
     points = _shipped() if points is None else points
@@ -91,4 +101,4 @@ def lookup(alpha: float, kappa: float, kappa_star: float, lam: float, Delta: flo
     best = min(same, key=lambda p: math.hypot(math.log(p["alpha"] / alpha), math.log(p["kappa"] / kappa)))
     return {"map_point": f"alpha={best['alpha']:g}, kappa={best['kappa']:g}", "map_d": best["d"],
             "map_gap_mse": best["gap_mse"], "map_gap_train_loss": best["gap_train_loss"],
-            "map_valid": best["valid"], "map_disagrees": best["disagrees"]}
+            "map_spread_mse": best["spread_mse"], "map_valid": best["valid"], "map_disagrees": best["disagrees"]}

@@ -107,7 +107,7 @@ class Population:
 class LongTime:
     """Long-time values at the run's realised ratios, as constant reference lines, and the limiting density. The
     summary also has the solution's ``valid``/``validity`` and the run's place on the shipped agreement map
-    (``map_point``, ``map_d``, ``map_gap_mse``, ``map_gap_train_loss``, ``map_valid``, ``map_disagrees``; or
+    (``map_point``, ``map_d``, ``map_gap_mse``, ``map_gap_train_loss``, ``map_spread_mse``, ``map_valid``, ``map_disagrees``; or
     ``map_why`` when the map does not cover it)."""
 
     name = "longtime"
