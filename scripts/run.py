@@ -65,7 +65,19 @@ def main(cfg) -> float:
     if not multirun and summary["status"] != "ok":
         print(f"run {summary['status']}: {summary['error']}", file=sys.stderr)
         sys.exit(EXIT_CODES[summary["status"]])
+    if summary["status"] == "interrupted" and stops_the_sweep(hydra_cfg):
+        print(f"sweep interrupted: the jobs after {out.name} did not start; run the same command with "
+              f"hydra.sweep.dir={hydra_cfg.sweep.dir} to go on (finished jobs are skipped, the interrupted one "
+              "continues from its checkpoint)", file=sys.stderr)
+        sys.exit(EXIT_CODES["interrupted"])
     return value
+
+
+def stops_the_sweep(hydra_cfg) -> bool:
+    """Whether a signal that stopped a job stops its sweep: under Hydra's basic launcher the jobs run one after
+    the other in this process, so Ctrl-C or a kill meant for the sweep reaches only the job it interrupted
+    (launchers with a process per job, submitit's, forward the signal instead)."""
+    return str(hydra_cfg.launcher.get("_target_", "")).endswith("BasicLauncher")
 
 
 def _rank() -> int:

@@ -231,3 +231,22 @@ def test_wandb_group_names():
     assert wandb_group("double_descent", "12-00-00-123") == "double_descent-12-00-00-123"
     assert wandb_group("null", "12-00-00-123") == "12-00-00-123"
     assert wandb_group("spectrum", None) == "spectrum" and wandb_group(None, None) is None
+
+
+def test_a_signal_stops_a_local_sweep_which_the_same_command_continues(tmp_path):
+    """Ctrl-C (SIGINT) during job 0 of a two-job sweep: job 0 checkpoints, job 1 does not start, exit 143 and a
+    message naming the sweep folder; the same command with that folder finishes job 0 from its checkpoint and
+    runs job 1."""
+    sweep = tmp_path / "sweep"
+    args = ["-m", *LONG, "checkpoint.every=0", "problem.lam=0.05,0.1", f"hydra.sweep.dir={sweep}"]
+    proc = _start(args)
+    _wait_for(sweep / "0" / "metrics.jsonl", proc)
+    proc.send_signal(signal.SIGINT)
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 143, out[-2000:]
+    assert f"hydra.sweep.dir={sweep}" in out and not (sweep / "1").exists()
+    assert json.loads((sweep / "0" / "summary.json").read_text())["status"] == "interrupted"
+    run_app(args)
+    for job in ("0", "1"):
+        summary = json.loads((sweep / job / "summary.json").read_text())
+        assert summary["status"] == "ok" and summary["steps_done"] == 10000
