@@ -1,16 +1,20 @@
 """Where the top-m cut binds above the teacher's width (kappa* <= kappa < 1): GD's seed mean and seed spread
-against the long-time solution, at points of the paper's Figs. 7 (F7) and 4 (F4). The runs are
+against the long-time solution, at points of the paper's Figs. 7 (F7), 4 (F4) and 16 (F16). The runs are
 ``scale.py``'s (resumable, cached under ``docs/results/validity_flag/points``):
 
     R="--regime F7:kappa=0.3,kappa_star=0.2,alpha=0.186,lam=0.05,Delta=0 --regime F4:kappa=0.35,kappa_star=0.3,alpha=0.3,lam=0.05,Delta=0"
+    R="$R --regime F16:kappa=0.32,kappa_star=0.3,alpha=0.25,lam=0.05,Delta=0"
     S="--h 0.01 --chunk-t 20 --t-max 400 --seeds 5 --threads 1"
     .venv/bin/python scripts/validation/scale.py --out docs/results/validity_flag --regimes F7,F4 $R --sizes 64 --design goe $S
-    .venv/bin/python scripts/validation/scale.py --out docs/results/validity_flag --regimes F7,F4 $R --sizes 64,128 $S
+    .venv/bin/python scripts/validation/scale.py --out docs/results/validity_flag --regimes F7 $R --sizes 100 --design goe $S
+    .venv/bin/python scripts/validation/scale.py --out docs/results/validity_flag --regimes F7,F4,F16 $R --sizes 64,128 $S
     .venv/bin/python scripts/validation/validity_flag.py          # writes docs/results/validity_flag/seed_spread.json
 
-(about 40 min on 2 cores). GD at h = 0.01: at h = 0.05 these points do not settle (docs/validation.md).
-Per (point, design, d) and metric: the seed mean over the theory at the ratios the finite problem realises
-(``m/d, m*/d, n/d^2``) minus 1, its standard error, and the seed spread (sample std over the mean).
+(about 2 hours on 2 shared cores; GOE d = 100 takes about 10 minutes per seed, real d = 128 about 2, real
+d = 256 about 20: ``--regimes F7 $R --sizes 256 $S``). GD at h = 0.01: at h = 0.05 these points do not
+settle (docs/validation.md). Per (point, design, d) and metric: the seed mean over the theory at the ratios
+the finite problem realises (``m/d, m*/d, n/d^2``) minus 1, its standard error, and the seed spread (sample
+std over the mean).
 """
 from __future__ import annotations
 

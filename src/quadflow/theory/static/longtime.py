@@ -262,9 +262,10 @@ def _validity(pt: _Point, q: float, omega: float) -> tuple[bool, str]:
              f"{pt.kappa_star:g}, {pt.lam:g}, {pt.Delta:g}): omega = {omega:.3g} > q = {q:.3g}")
     if pt.kappa >= pt.kappa_star:
         return True, (f"{where} with kappa_star <= kappa < 1: single GD runs stop at seed-dependent points around "
-                      "this solution; it describes their seed mean (measured at two points: within 5-6 % in mse and "
-                      "0.5-3 % in train loss at d = 128, each within 1.5 standard errors), single runs scatter by "
-                      "6-12 % in mse at d = 128 and 8-28 % at d = 64 (docs/validation.md): compare it with a seed mean")
+                      "this solution; it describes their seed mean (measured at points of the paper's Figs. 4, 7 and "
+                      "16: within 0.3-7 % in mse and 0.3-3 % in train loss at d = 100-128, each within 1.6 standard "
+                      "errors), single runs scatter by 6-12 % in mse at d = 100-128 and 8-28 % at d = 64 "
+                      "(docs/validation.md): compare it with a seed mean")
     return False, (f"{where} with kappa < kappa_star, so the static equations assume GD keeps the top m "
                    "eigen-directions of Y; GD stops instead at seed-dependent local minima of higher objective "
                    "(measured a few % to 2x off, docs/validation.md): flagged valid=False")
