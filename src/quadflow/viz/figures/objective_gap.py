@@ -78,9 +78,9 @@ def draw(data: FigureData):
     ax.set_xlabel("t")
     ax.set_ylabel("|loss_reg(t) - loss_reg(infinity)|")
     ax.grid(alpha=0.3)
-    fig.legend(*ax.get_legend_handles_labels(), fontsize=7, loc="outside right upper")
+    ax.legend(fontsize=7, loc="lower left")
     p = data.meta["problem"]
     fixed = ", ".join(f"{k}={p[k]}" for k in ("d", "kappa", "kappa_star", "lam", "Delta") if k in p)
-    fig.suptitle(f"regularised objective minus its long-time limit (seed means), {fixed}, h={data.meta['h']}\n"
+    ax.set_title(f"regularised objective minus its long-time limit (seed means)\n{fixed}, h={data.meta['h']}; "
                  "open markers: below the limit", fontsize=9)
     return fig
