@@ -292,10 +292,13 @@ def test_each_quick_paper_preset_is_a_smaller_grid_of_its_figure_whose_every_job
         errors, _ = check_sweep(quick, loader)  # every job's values in range (memory is this machine's business)
     assert not errors, errors
     assert 30 <= quick.problem.d <= 50 and quick.data.design == full.data.design and quick.figure == full.figure
-    assert quick.problem.kappa == full.problem.kappa and number_of_jobs(quick) <= min(24, number_of_jobs(full) - 1)
+    runs = lambda cfg: number_of_jobs(cfg) * cfg.replicas  # noqa: E731 - jobs x seeds
+    assert quick.problem.kappa == full.problem.kappa and number_of_jobs(quick) <= 24 and runs(quick) < runs(full)
     assert quick.trainer.h * quick.trainer.steps < full.trainer.h * full.trainer.steps
     for key, swept in sweep_values(quick).items():
         assert set(swept) <= set(values(full, key)) or key == "problem.alpha", key  # a subset of the paper's values
+    for key in ("problem.lam", "problem.Delta", "problem.kappa_star"):  # swept or fixed: the paper's values
+        assert set(values(quick, key)) <= set(values(full, key)), key
 
 
 @pytest.mark.parametrize("n", THEORY_ONLY)
