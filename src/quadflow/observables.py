@@ -81,7 +81,7 @@ def metric_row(rec: dict, prefix: str = "sim") -> dict:
             continue
         v = rec[k]
         if np.ndim(v) == 0:
-            row.setdefault(f"{prefix}/{k}", float(v))
+            row[f"{prefix}/{k}"] = float(v)
             continue
         v = np.asarray(v, dtype=float)
         row.update({f"replicas/{r}/{k}": float(x) for r, x in enumerate(v)})

@@ -286,10 +286,10 @@ class Job:
     # -- the run ----------------------------------------------------------------------------------------
     def run_info(self) -> RunInfo:
         sim, cfg = self.sim, self.cfg
-        first = sim.replicas is not None  # the theories see replica 0's teacher and seeds
+        replicated = sim.replicas is not None  # the theories see replica 0's teacher and seeds
         return RunInfo(problem=self.problem, h=sim.h, steps=cfg.trainer.steps, schedule=self.schedule,
-                       spectrum_steps=self.spectrum_steps, seeds=sim.seeds[0] if first else sim.seeds,
-                       s_star=sim.s_star[0] if first else sim.s_star,
+                       spectrum_steps=self.spectrum_steps, seeds=sim.seeds[0] if replicated else sim.seeds,
+                       s_star=sim.s_star[0] if replicated else sim.s_star,
                        make_optimizer=sim.make_optimizer, optimizer_name=type(sim.optimizer).__name__,
                        batch_size=cfg.trainer.batch_size,
                        noisy_test=sim.spec.noisy_test, device=cfg.device, progress=cfg.progress)

@@ -177,18 +177,18 @@ class ReplicaDataset:
     (R, rows, ...), ``take`` a minibatch with one row-index vector per replica (R, batch).
     """
 
-    def __init__(self, p: Problem, s_stars, seeds, **kwargs):
+    def __init__(self, p: Problem, s_stars, seeds, *, design: str, storage: str, dtype: torch.dtype,
+                 compute_dtype: torch.dtype, device, rank: int = 0, world_size: int = 1):
         if len(s_stars) != len(seeds):
             raise ValueError(f"ReplicaDataset: {len(s_stars)} teachers for {len(seeds)} seed sets")
-        storage, design = kwargs.get("storage", "materialized"), kwargs.get("design", "gaussian")
         check_data_options(design, storage)
-        device = torch.device(kwargs.get("device", "cpu"))
-        n_local = len(local_rows(p.n, local_blocks(p.n, kwargs.get("rank", 0), kwargs.get("world_size", 1))))
-        self.inputs, self.y_clean, self.y = allocate(
-            p, design, storage, n_local, dtype=kwargs.get("dtype", torch.float32),
-            compute_dtype=kwargs.get("compute_dtype", torch.float32), device=device, lead=(len(seeds),))
+        n_local = len(local_rows(p.n, local_blocks(p.n, rank, world_size)))
+        self.inputs, self.y_clean, self.y = allocate(p, design, storage, n_local, dtype=dtype,
+                                                     compute_dtype=compute_dtype, device=device, lead=(len(seeds),))
+        options = dict(design=design, storage=storage, dtype=dtype, compute_dtype=compute_dtype, device=device,
+                       rank=rank, world_size=world_size)
         self.members = [Dataset(p, s, sd, out=(None if self.inputs is None else self.inputs[r], self.y_clean[r],
-                                               self.y[r]), **kwargs)
+                                               self.y[r]), **options)
                         for r, (s, sd) in enumerate(zip(s_stars, seeds))]
         one = self.members[0]
         self.p, self.design, self.storage, self.n, self.rows = one.p, one.design, one.storage, one.n, one.rows

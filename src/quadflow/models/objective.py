@@ -140,11 +140,6 @@ def _add_product(acc: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> None:
         acc.baddbmm_(x, y)
 
 
-def per_replica(x: torch.Tensor, replicas: int | None) -> torch.Tensor:
-    """The sum of ``x`` over all axes but the replicas' (the leading one; all axes without replicas)."""
-    return x.sum() if replicas is None else x.reshape(replicas, -1).sum(1)
-
-
 def _s_route_chunk(s: torch.Tensor, acc: torch.Tensor, d: int):
     """Gaussian design, S-route: per chunk ``f = (x^T S x - Tr S)/sqrt(d)`` and ``acc += X^T diag(r) X``
     (with ``r = y - f``), the two products into one scratch buffer; returns ``f``. Shapes: S (..., d, d),
@@ -226,7 +221,8 @@ class EmpiricalObjective:
         self.chunk_rows = int(chunk_rows)
 
     def _per_replica(self, x: torch.Tensor) -> torch.Tensor:
-        return per_replica(x, self.replicas)
+        """The sum of ``x`` over all axes but the replicas' (the leading one; all axes without replicas)."""
+        return x.sum() if self.replicas is None else x.reshape(self.replicas, -1).sum(1)
 
     def _start_vector(self, params: list[torch.Tensor]) -> list[torch.Tensor]:
         """The power iteration's fixed random start: each replica's the one a run of its own draws."""

@@ -35,9 +35,7 @@ def collect(jobs, quick: bool, join=None) -> FigureData:
         raise ValueError("agreement_map figure: no finished job with a long-time theory (theory=[longtime])")
     groups: dict = {}
     for j in ok:
-        p = j.problem
-        key = (int(p["d"]), *(float(p[k]) for k in ("kappa_star", "lam", "Delta", "alpha", "kappa")))
-        groups.setdefault(key, []).append(j)
+        groups.setdefault(_key(j.problem), []).append(j)
     rows = []
     for (d, ks, lam, Delta, alpha, kappa), js in sorted(groups.items()):
         row = {"d": d, "kappa_star": ks, "lam": lam, "Delta": Delta, "alpha": alpha, "kappa": kappa,
@@ -55,6 +53,7 @@ def collect(jobs, quick: bool, join=None) -> FigureData:
 
 
 def _key(row: dict) -> tuple:
+    """``(d, kappa_star, lam, Delta, alpha, kappa)`` of a job's problem or a ``sim`` row."""
     return (int(row["d"]), *(float(row[k]) for k in ("kappa_star", "lam", "Delta", "alpha", "kappa")))
 
 
