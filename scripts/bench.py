@@ -4,13 +4,14 @@
     python scripts/bench.py --suite sim --quick       # smoke run (seconds)
     python scripts/bench.py --device auto --out bench.json
     python scripts/bench.py --suite sim --sizes 256,512 --precisions fp32,fp64
+    python scripts/bench.py --suite dmft --speed-only --sizes 128 --threads 2
 
 Each suite is a module ``scripts/benchmarks/<name>.py`` exposing
 ``run(quick=False, device="cpu") -> dict``; it is imported only when asked
 for, called with the keyword arguments its ``run`` accepts, and skipped with
 a note when its module does not exist. A suite that raises is recorded with
-its error and the others still run (exit status 1). ``--sizes`` and
-``--precisions`` reach the suites whose ``run`` takes them. Progress goes to stderr;
+its error and the others still run (exit status 1). ``--sizes``,
+``--precisions``, ``--threads`` and ``--speed-only`` reach the suites whose ``run`` takes them. Progress goes to stderr;
 stdout carries only the JSON.
 """
 from __future__ import annotations
@@ -43,9 +44,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of seconds")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
     parser.add_argument("--sizes", type=_int_list, help="comma-separated sizes d, replacing the suite's own "
-                        "(suites whose run takes sizes: sim, replicas)")
+                        "(suites whose run takes sizes: sim, replicas; dmft: the d_eff of its speed sizes)")
     parser.add_argument("--precisions", type=_name_list, help="comma-separated precision modes among fp64, fp32, "
                         "tf32, bf16, replacing the suite's own (suites whose run takes precisions: sim)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (suites whose run takes threads: dmft)")
+    parser.add_argument("--speed-only", action="store_true", help="the solver-speed comparison alone "
+                        "(suites whose run takes speed_only: dmft)")
     parser.add_argument("--out", type=Path, help="also write the JSON to this file")
     args = parser.parse_args(argv)
     args.suite = _name_list(args.suite)
@@ -167,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
               "quick": args.quick, "machine": machine_info(device), "suites": {}}
     for name in args.suite:
         print(f"[bench] suite {name} ...", file=sys.stderr, flush=True)
-        report["suites"][name] = run_suite(name, args.quick, device, sizes=args.sizes, precisions=args.precisions)
+        report["suites"][name] = run_suite(name, args.quick, device, sizes=args.sizes, precisions=args.precisions,
+                                           threads=args.threads, speed_only=args.speed_only or None)
     report["machine"]["loadavg_end"] = load_average()
     text = json.dumps(jsonable(report), indent=2, allow_nan=False)
     if args.out is not None:

@@ -36,7 +36,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script or from scripts/bench.py
 from benchmarks import baseline  # noqa: E402
-from benchmarks.sim import gemm_peak  # noqa: E402
+from benchmarks.sim import gemm_peak, time_calls  # noqa: E402
 from quadflow import Problem, simulate  # noqa: E402
 from quadflow.optim import by_name  # noqa: E402
 from quadflow.theory.dmft import solve_dmft  # noqa: E402
@@ -68,6 +68,27 @@ def pass_flops(d_eff: int, steps: int, kappa: float, samples: int = 4, channels:
     return {"fp64": process + (0 if tangents_fp32 else tangents), "fp32": tangents if tangents_fp32 else 0}
 
 
+def history_bytes(d_eff: int, steps: int, samples: int = 4, channels: int = 4) -> int:
+    """Bytes the marching solve must read from its histories in one pass: at step k, every row j < k of the
+    error history twice (the memory sum and the C_e row, float64), of the GOE draws once (the noise, float64),
+    of the P tangent histories once (their memory sums, float32) and of the probes once (the R row, float32),
+    each row ``samples x D`` numbers in the coordinates of Sym(d_eff), ``D = d_eff (d_eff + 1) / 2``:
+    ``T (T + 1) / 2 x B D (3 x 8 + 4 P + 4)``. The physical limit of a step is these bytes over the memory
+    bandwidth."""
+    D = d_eff * (d_eff + 1) // 2
+    return steps * (steps + 1) // 2 * samples * D * (3 * 8 + 4 * channels + 4)
+
+
+def stream_bandwidth(device: str) -> float:
+    """GB/s of a float64 matrix-vector product over a 512 MB matrix (the access pattern of the marching
+    solve's history sums), best of 3."""
+    dev = torch.device(device)
+    rows = torch.randn(1, 1024, dtype=torch.float64, device=dev)
+    big = torch.randn(1024, 65536, dtype=torch.float64, device=dev)
+    best = min(time_calls(lambda: rows @ big, dev, 3))
+    return big.numel() * 8 / best / 1e9
+
+
 def gemm_peaks(device: str, quick: bool) -> dict:
     """``{"fp64": GFLOP/s, "fp32": GFLOP/s}`` of square GEMMs (512 with ``quick``, else 2048), timed by the
     simulation benchmark's :func:`benchmarks.sim.gemm_peak`."""
@@ -92,8 +113,10 @@ def _timed(solver, d_eff: int, steps: int, device: str, peaks: dict, tangents_fp
     passes = float(th.get("passes", th["iterations"]))
     flops = pass_flops(d_eff, steps, SPEED_PROBLEM["kappa"], tangents_fp32=tangents_fp32)
     at_peak = passes * sum(flops[k] / (peaks[k] * 1e9) for k in flops)
+    history = passes * history_bytes(d_eff, steps)
     return {"seconds": wall, "iterations": int(th["iterations"]), "passes": passes, "pass_flops": flops,
             "gflops": passes * sum(flops.values()) / wall / 1e9, "fraction_of_gemm_peak": at_peak / wall,
+            "history_bytes": history, "history_gb_per_s": history / wall / 1e9,
             "converged": bool(th["converged"])}, th
 
 
@@ -107,10 +130,13 @@ def _agreement(new: dict, old: dict) -> dict:
     return out
 
 
-def speed(device: str, quick: bool) -> dict:
-    """The current solver against the 9a5c334 one at the issue's sizes, in the same process."""
-    sizes = ((24, 60),) if quick else SPEED_SIZES
+def speed(device: str, quick: bool, d_effs=None) -> dict:
+    """The current solver against the 9a5c334 one at the issue's sizes (those with d_eff in ``d_effs`` when
+    given), in the same process. The history bytes of the current solver count its Sym(d) coordinates;
+    the 9a5c334 solver read full d x d matrices, twice the bytes."""
+    sizes = ((24, 60),) if quick else tuple(s for s in SPEED_SIZES if d_effs is None or s[0] in d_effs)
     peaks = gemm_peaks(device, quick)
+    bandwidth = stream_bandwidth(device)
     old_solver, why = _baseline_solver()
     rows = []
     for d_eff, steps in sizes:
@@ -127,7 +153,11 @@ def speed(device: str, quick: bool) -> dict:
               f"{row['old'].get('seconds', float('nan')):.1f} s ({row['old'].get('iterations', '-')} iterations)",
               flush=True)
         rows.append(row)
-    return {"problem": SPEED_PROBLEM, "h": SPEED_H, "gemm_peak_gflops": peaks, "sizes": rows}
+    for row in rows:
+        row["new"]["fraction_of_bandwidth"] = row["new"]["history_gb_per_s"] / bandwidth
+        row["new"]["history_seconds_at_bandwidth"] = row["new"]["history_bytes"] / bandwidth / 1e9
+    return {"problem": SPEED_PROBLEM, "h": SPEED_H, "gemm_peak_gflops": peaks, "stream_gb_per_s": bandwidth,
+            "sizes": rows}
 
 
 def windows(device: str, quick: bool) -> list[dict]:
@@ -190,16 +220,18 @@ def equal_error(device: str, quick: bool) -> dict:
     return out
 
 
-def run(quick: bool = False, device: str = "cpu", threads: int = 1) -> dict:
+def run(quick: bool = False, device: str = "cpu", threads: int = 1, sizes=None, speed_only: bool = False) -> dict:
     """Time converged solves over a small (d_eff, T) grid; see the module docstring.
 
-    ``threads``: torch CPU threads (1 by default: the per-step matrices are small,
-    and on a shared 2-core machine 2 threads measured 20x slower than 1).
+    ``threads``: torch CPU threads (1 by default). ``sizes``: the d_eff of the speed sizes to run (default
+    all). ``speed_only``: the speed comparison alone.
     """
     torch.set_num_threads(threads)
     strip = lambda r: {k: v for k, v in r.items() if k != "mse"}  # noqa: E731
-    out = {"device": device, "threads": threads, "speed": speed(device, quick), "windows": windows(device, quick),
-           "optimisers": optimisers(device, quick)}
+    out = {"device": device, "threads": threads, "speed": speed(device, quick, sizes)}
+    if speed_only:
+        return out
+    out.update(windows=windows(device, quick), optimisers=optimisers(device, quick))
     if not quick:
         out["app_default"] = strip(_solve(64, 400, device))
     out["equal_error"] = {"problem": PROBLEM, "h": H, **equal_error(device, quick)}

@@ -8,7 +8,7 @@ import torch
 
 from quadflow import Problem, simulate
 from quadflow.theory.dmft import solve_dmft
-from quadflow.theory.dmft.process import draw, run_pass
+from quadflow.theory.dmft.process import SymCoords, draw, run_pass
 
 
 def finite_difference_response(q: Problem, steps: int, channels: int, shift: float, **update) -> tuple:
@@ -33,7 +33,7 @@ def finite_difference_response(q: Problem, steps: int, channels: int, shift: flo
             shifted.append(run_pass(dataclasses.replace(draws, goe=goe), K, L, alpha=q.alpha, h=h, lam=q.lam,
                                     keep_states=True, **update).E)
         dE = (shifted[0] - shifted[1]) / (2 * shift)
-        fd[:, c:steps:channels] = torch.einsum("kbxy,jbxy->kj", dE, draws.probes[c::channels]) / (q.d * (q.d + 1) / 2)
+        fd[:, c:steps:channels] = torch.einsum("kbxy,jbxy->kj", dE, SymCoords(q.d).unpack(draws.probes[c::channels])) / (q.d * (q.d + 1) / 2)
     return base.R[0], torch.tril(fd, -1)
 
 

@@ -8,7 +8,7 @@ import torch
 
 from quadflow import Problem, simulate
 from quadflow.theory.dmft import CURVES, solve_dmft
-from quadflow.theory.dmft.process import draw, run_pass
+from quadflow.theory.dmft.process import SymCoords, draw, run_pass
 from quadflow.theory.population import solve_population
 
 CURVE_KEYS = ("mse", "train_loss", "in_sample_error")
@@ -58,7 +58,7 @@ def test_response_estimate_equals_finite_differences_of_the_process(channels):
             shifted.append(run_pass(dataclasses.replace(draws, goe=goe), K, L, alpha=q.alpha, h=h, lam=q.lam,
                                     keep_states=True).E)
         dE = (shifted[0] - shifted[1]) / (2 * eps)
-        fd[:, c:steps:channels] = torch.einsum("kbxy,jbxy->kj", dE, draws.probes[c::channels]) / (q.d * (q.d + 1) / 2)
+        fd[:, c:steps:channels] = torch.einsum("kbxy,jbxy->kj", dE, SymCoords(q.d).unpack(draws.probes[c::channels])) / (q.d * (q.d + 1) / 2)
     fd = torch.tril(fd, -1)
     assert torch.allclose(base.R[0], fd, rtol=0, atol=1e-7 * float(fd.abs().max()))
 
@@ -195,7 +195,8 @@ def test_too_large_solve_is_refused_before_allocating():
     from quadflow.runtime.memory import InsufficientMemoryError
     from quadflow.theory.dmft import memory_bytes
 
-    # 10^4 steps at d_eff = 2048 would need ~6 TB: (T+1) samples d_eff^2 (2 x 8 + (channels + 1) x 4) bytes
-    assert memory_bytes(10_000, 2048, 4, 4) == 10_001 * 4 * 2048**2 * (2 * 8 + 5 * 4) + 20 * 10_001**2 * 8
+    # 10^4 steps at d_eff = 2048 would need ~3 TB: (T+1) samples D (2 x 8 + (channels + 1) x 4) bytes, with
+    # D = d_eff (d_eff + 1) / 2 the coordinates of a symmetric matrix
+    assert memory_bytes(10_000, 2048, 4, 4) == 10_001 * 4 * (2048 * 2049 // 2) * (2 * 8 + 5 * 4) + 20 * 10_001**2 * 8
     with pytest.raises(InsufficientMemoryError, match="d_eff, steps, samples or channels"):
         solve_dmft(Problem(d=16, kappa=1.0, kappa_star=0.5, alpha=1.0), steps=10_000, d_eff=2048)

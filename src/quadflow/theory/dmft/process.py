@@ -66,10 +66,10 @@ class Draws:
 
     s_star: (B, d, d) teachers ``W*^T W* / m_star``, ``W*`` i.i.d. N(0, 1).
     w0: (B, m, d) initial weights, i.i.d. N(0, sigma0^2).
-    goe: (T + 1, B, d, d) GOE matrices (off-diagonal variance 1/d, diagonal 2/d).
-    probes: (T, B, d, d) symmetric probes with i.i.d. N(0, 1) coordinates in an
-        orthonormal basis of Sym(d), exactly orthogonal across time (in blocks
-        of D times when T > D).
+    goe: (T + 1, B, D) GOE matrices (off-diagonal variance 1/d, diagonal 2/d) in the coordinates of
+        :class:`SymCoords` (``D = d(d+1)/2``).
+    probes: (T, B, D) symmetric probes in the same coordinates, i.i.d. N(0, 1), exactly orthogonal across
+        time (in blocks of D times when T > D).
     """
 
     s_star: torch.Tensor
@@ -84,18 +84,42 @@ class Draws:
         return self.probes.shape[0], b, m, d
 
 
-def sym_from_coords(coords: torch.Tensor, d: int) -> torch.Tensor:
-    """Map coordinates (..., D) in the Frobenius-orthonormal basis of Sym(d) to matrices (..., d, d)."""
-    i, j = torch.triu_indices(d, d, device=coords.device)
-    scale = torch.where(i == j, 1.0, 1.0 / math.sqrt(2.0)).to(coords.dtype)
-    out = coords.new_zeros(*coords.shape[:-1], d, d)
-    out[..., i, j] = coords * scale
-    out[..., j, i] = coords * scale
-    return out
+class SymCoords:
+    """Coordinates of symmetric d x d matrices in a Frobenius-orthonormal basis of Sym(d): the upper
+    triangle, row by row, off-diagonal entries times sqrt(2), so ``pack(A) . pack(B) = Tr(A B)``.
+
+    The effective process keeps its histories (errors, tangents, noise, probes) in these D = d(d+1)/2
+    coordinates: every inner product and time sum over the history reads half the bytes of the matrices."""
+
+    def __init__(self, d: int, device=None):
+        i, j = torch.triu_indices(d, d, device=device)
+        self.d, self.D = d, len(i)
+        self.upper = i * d + j  # (D,) flat index of each coordinate's entry
+        self.diagonal = torch.nonzero(i == j).view(-1)  # (d,) the coordinates on the diagonal
+        full = torch.empty(d * d, dtype=torch.long, device=device)
+        full[i * d + j] = torch.arange(self.D, device=device)
+        full[j * d + i] = torch.arange(self.D, device=device)
+        self.full = full  # (d^2,) the coordinate of each entry
+        self._scale = torch.where(i == j, 1.0, math.sqrt(2.0)).to(torch.float64)
+        self._scales: dict = {}
+
+    def _scale_as(self, dtype: torch.dtype) -> torch.Tensor:
+        if dtype not in self._scales:
+            self._scales[dtype] = self._scale.to(dtype)
+        return self._scales[dtype]
+
+    def pack(self, M: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """(..., d, d) symmetric -> (..., D) coordinates (into ``out`` when given)."""
+        return torch.mul(M.flatten(-2)[..., self.upper], self._scale_as(M.dtype), out=out)
+
+    def unpack(self, c: torch.Tensor) -> torch.Tensor:
+        """(..., D) coordinates -> (..., d, d) symmetric matrices."""
+        return (c / self._scale_as(c.dtype))[..., self.full].unflatten(-1, (self.d, self.d))
 
 
 def orthogonal_probes(steps: int, samples: int, d: int, g: torch.Generator, device, dtype) -> torch.Tensor:
-    """(steps, samples, d, d) probes: Haar-orthogonal directions scaled by sqrt(D), in blocks of D times."""
+    """(steps, samples, D) probe coordinates: Haar-orthogonal directions of R^D scaled by sqrt(D), in blocks of
+    D times."""
     D = d * (d + 1) // 2
     blocks = []
     for start in range(0, steps, D):
@@ -103,14 +127,23 @@ def orthogonal_probes(steps: int, samples: int, d: int, g: torch.Generator, devi
         gauss = torch.randn(samples, D, width, generator=g, device=device, dtype=dtype)
         q, _ = torch.linalg.qr(gauss)
         blocks.append(math.sqrt(D) * q)
-    coords = torch.cat(blocks, dim=2).permute(2, 0, 1)
-    return sym_from_coords(coords, d)
+    return torch.cat(blocks, dim=2).permute(2, 0, 1).contiguous()
+
+
+GOE_CHUNK = 256  # times per GOE draw: a multiple of 16, so chunked draws give the stream of a single one
 
 
 def goe(shape: tuple[int, ...], d: int, g: torch.Generator, device, dtype) -> torch.Tensor:
-    """GOE matrices of shape (*shape, d, d): off-diagonal variance 1/d, diagonal 2/d."""
-    a = torch.randn(*shape, d, d, generator=g, device=device, dtype=dtype)
-    return (a + a.transpose(-1, -2)) / math.sqrt(2.0 * d)
+    """GOE matrices of shape (*shape, D) in :class:`SymCoords` coordinates: off-diagonal entries of variance
+    1/d, diagonal ones of variance 2/d (``(A + A^T) / sqrt(2 d)``, ``A`` i.i.d. N(0, 1) of shape (*shape, d, d),
+    drawn ``GOE_CHUNK`` entries of the first axis at a time, so the full matrices never exist at once)."""
+    sym = SymCoords(d, device)
+    out = torch.empty(*shape, sym.D, dtype=dtype, device=device)
+    for start in range(0, shape[0], GOE_CHUNK):
+        part = out[start:start + GOE_CHUNK]
+        a = torch.randn(*part.shape[:-1], d, d, generator=g, device=device, dtype=torch.float64)
+        part.copy_(sym.pack(a.add_(a.mT.clone()).div_(math.sqrt(2.0 * d))))
+    return out
 
 
 def draw(q: Problem, steps: int, samples: int, seed: int, device: torch.device, dtype: torch.dtype,
@@ -127,7 +160,7 @@ def draw(q: Problem, steps: int, samples: int, seed: int, device: torch.device, 
     w0 = torch.stack([initial_weights(q, s.init) for s in seeds]).to(device, dtype)
     g_noise, g_probe = (generator(seed, counter, device) for counter in (101, 102))
     # drawn in float64 and stored in dtype: a float32 process sees the same realisation as a float64 one
-    noise = goe((steps + 1, samples), q.d, g_noise, device, torch.float64).to(dtype)
+    noise = goe((steps + 1, samples), q.d, g_noise, device, dtype)
     return Draws(s_star=s_star, w0=w0, goe=noise,
                  probes=orthogonal_probes(steps, samples, q.d, g_probe, device, torch.float64).to(probe_dtype or dtype))
 
@@ -185,8 +218,8 @@ class EffectiveProcess:
             keeps the draws' dtype (its noise ``U = L G`` needs float64, docs/benchmarks.md).
 
     Attributes (per sample, over steps 0..T): ``C_e``, ``R`` (B, T+1, T+1), filled in rows ``[0, stop)``
-    of the last run; ``hist_e`` (T+1, B, d, d): the errors ``E_k``; ``hist_t`` (T+1, B, P, d, d): ``dS_k`` of
-    each tangent. With momentum, the state at step ``done`` also holds the momentum buffer ``V`` (B, m, d)
+    of the last run; ``hist_e`` (T+1, B, D): the errors ``E_k``, and ``hist_t`` (T+1, B, P, D): ``dS_k`` of each
+    tangent, both in :class:`SymCoords` coordinates (``D = d(d+1)/2``). With momentum, the state at step ``done`` also holds the momentum buffer ``V`` (B, m, d)
     and its tangents ``dV`` (B, m, P, d) (None before the first step); with Adam, the moments ``m``, ``v``
     (B, m, d) and their tangents (B, m, P, d) in the same places (``buf``, ``sq``; ``dbuf``, ``dsq``); with RK4,
     the step's start and the sum of its slopes (None at a step's first point).
@@ -213,8 +246,9 @@ class EffectiveProcess:
         self.spectrum_steps = frozenset(int(s) for s in spectrum_steps)
         dev, td = draws.w0.device, tangent_dtype or draws.w0.dtype
         self.probes = draws.probes.to(td)  # no copy when the draws hold them in td
-        self.hist_e = draws.w0.new_empty(T + 1, B, d, d)
-        self.hist_t = torch.empty(T + 1, B, channels, d, d, dtype=td, device=dev)
+        self.sym = SymCoords(d, dev)
+        self.hist_e = draws.w0.new_empty(T + 1, B, self.sym.D)
+        self.hist_t = torch.empty(T + 1, B, channels, self.sym.D, dtype=td, device=dev)
         self.C_e = torch.zeros(B, T + 1, T + 1, dtype=kernel_dtype or draws.w0.dtype, device=dev)
         self.R = torch.zeros_like(self.C_e)
         self.spectra: dict = {}
@@ -233,28 +267,17 @@ class EffectiveProcess:
         exist, before the step from k, and must write row k of ``K`` and ``L`` (the marching solve: that row
         depends on the process up to k only). The steps then run one at a time, each summing its memory and
         noise over the whole past; without ``fill`` they run in blocks of ``block`` steps whose sums over the
-        steps before the block are one matrix product each.
-
-        The P tangents of a sample are side by side, ``dw`` (B, m, P, d), so each of their products is one
-        matrix product per sample: ``[dW_1 .. dW_P]^T W`` (P d x m by m x d), ``[dW_1 .. dW_P] M`` (m P x d
-        by d x d) and ``W [dGamma_1 .. dGamma_P]`` (m x d by d x P d)."""
+        steps before the block are one matrix product each (the step itself: :meth:`observe`, :meth:`advance`)."""
         T, B, m, d = self.draws.shape
-        a, P, lr = self.done, self.P, self.lr
+        a, P = self.done, self.P
         block = 1 if fill is not None else self.block
-        hist_e, hist_t, s_star = self.hist_e, self.hist_t, self.draws.s_star
-        de, dt = hist_e.dtype, hist_t.dtype
-        flat_e, flat_t = hist_e.view(T + 1, B * d * d), hist_t.view(T + 1, B * P * d * d)
-        goe = self.draws.goe.view(T + 1, B * d * d)
-        eye = torch.eye(d, dtype=de, device=hist_e.device)
-        shrink = (1.0 - 2.0 * lr * self.lam) * eye
-        w, dw, buf, dbuf, sq, dsq = self.w, self.dw, self.buf, self.dbuf, self.sq, self.dsq
+        hist_e, hist_t = self.hist_e, self.hist_t
+        de, dt, D = hist_e.dtype, hist_t.dtype, self.sym.D
+        flat_e, flat_t = hist_e.view(T + 1, B * D), hist_t.view(T + 1, B * P * D)
+        goe = self.draws.goe.view(T + 1, B * D)
+        state = (self.w, self.dw, self.buf, self.dbuf, self.sq, self.dsq)
         for k in range(a, stop):
-            torch.baddbmm(s_star, w.mT, w, beta=-1.0, alpha=1.0 / m, out=hist_e[k])  # E_k = W^T W / m - S*
-            w_t = w.to(dt)
-            ds = (dw.view(B, m, P * d).mT @ w_t).view(B, P, d, d)
-            torch.add(ds, ds.mT, out=hist_t[k]).div_(m)
-            if k in self.spectrum_steps:
-                self.spectra[k] = torch.linalg.eigvalsh(hist_e[k] + s_star)
+            self.observe(k, state, hist_e[k], hist_t[k])
             if fill is not None:
                 self._kernel_rows(k, k + 1)
                 fill(k)
@@ -262,47 +285,71 @@ class EffectiveProcess:
                 break
             if (k - a) % block == 0:  # the block's sums over the steps before it, and its noise
                 start, end = k, min(k + block, stop)
-                past_e = (K[start:end, :start].to(de) @ flat_e[:start]).view(end - start, B, d, d)
-                past_t = (K[start:end, :start].to(dt) @ flat_t[:start]).view(end - start, B, P, d, d)
+                past_e = (K[start:end, :start].to(de) @ flat_e[:start]).view(end - start, B, D)
+                past_t = (K[start:end, :start].to(dt) @ flat_t[:start]).view(end - start, B, P, D)
                 noise = (L[start:end, :end].to(de) @ goe[:end]).mul_(1.0 / math.sqrt(4.0 * self.alpha))
-                noise = noise.view(end - start, B, d, d)
+                noise = noise.view(end - start, B, D)
             gamma = past_e[k - start].sub(hist_e[k]).add_(noise[k - start])
             dgamma = past_t[k - start].sub(hist_t[k])
             if k > start:  # memory within the block
-                gamma += (K[k, start:k].to(de) @ flat_e[start:k]).view(B, d, d)
-                dgamma += (K[k, start:k].to(dt) @ flat_t[start:k]).view(B, P, d, d)
+                gamma += (K[k, start:k].to(de) @ flat_e[start:k]).view(B, D)
+                dgamma += (K[k, start:k].to(dt) @ flat_t[start:k]).view(B, P, D)
             dgamma[:, k % P] += self.probes[k]
-            dgamma_flat = dgamma.transpose(1, 2).reshape(B, d, P * d)  # [dGamma_1 .. dGamma_P]
-            if self.momentum == 0 and self.betas is None and not self.rk4:
-                step = torch.add(shrink, gamma, alpha=2.0 * lr)  # M_k = (1 - 2 lr lam) I + 2 lr Gamma_k
-                moved = (dw.view(B, m * P, d) @ step.to(dt)).view(B, m, P * d)
-                dw = torch.baddbmm(moved, w_t, dgamma_flat, alpha=2.0 * lr).view(B, m, P, d)
-                w = w @ step
-                continue
-            drift = torch.sub(gamma, eye, alpha=self.lam)  # Gamma_k - lam I
-            grad = w @ drift  # G_k = -g_k / 2
-            dgrad = torch.baddbmm((dw.view(B, m * P, d) @ drift.to(dt)).view(B, m, P * d), w_t,
-                                  dgamma_flat).view(B, m, P, d)
-            if self.rk4:
-                w, dw, buf, dbuf, sq, dsq = self._rk4_stage(k, w, dw, grad, dgrad, buf, dbuf, sq, dsq)
-                continue
-            if self.betas is not None:
-                w, dw, buf, dbuf, sq, dsq = self._adam_step(k, w, dw, grad, dgrad, buf, dbuf, sq, dsq)
-                continue
-            if k == 0:
-                buf, dbuf = grad, dgrad
-            else:
-                buf = torch.add(grad.mul(1.0 - self.dampening), buf, alpha=self.momentum)
-                dbuf = torch.add(dgrad.mul(1.0 - self.dampening), dbuf, alpha=self.momentum)
-            if self.nesterov:
-                w = w + 2.0 * lr * torch.add(grad, buf, alpha=self.momentum)
-                dw = dw + 2.0 * lr * torch.add(dgrad, dbuf, alpha=self.momentum)
-            else:
-                w = torch.add(w, buf, alpha=2.0 * lr)
-                dw = torch.add(dw, dbuf, alpha=2.0 * lr)
-        self._next = (stop, w, dw, buf, dbuf, sq, dsq)
+            state = self.advance(k, state, gamma, dgamma)
+        self._next = (stop, *state)
         if fill is None:
             self._kernel_rows(a, stop)
+
+    def observe(self, k: int, state: tuple, out_e: torch.Tensor, out_t: torch.Tensor) -> None:
+        """Write ``E_k = W^T W / m - S*`` (B, D) into ``out_e`` and the tangents' ``dS_k`` (B, P, D) into ``out_t``,
+        in :class:`SymCoords` coordinates, from ``state`` (``(W, dW, ...)`` at step k, as :meth:`advance` returns
+        it); keep the eigenvalues of S at the spectrum steps."""
+        w, dw = state[0], state[1]
+        B, m, d = w.shape
+        e_k = torch.baddbmm(self.draws.s_star, w.mT, w, beta=-1.0, alpha=1.0 / m)
+        self.sym.pack(e_k, out=out_e)
+        ds = (dw.view(B, m, self.P * d).mT @ w.to(dw.dtype)).view(B, self.P, d, d)
+        self.sym.pack(ds.add(ds.mT), out=out_t).div_(m)
+        if k in self.spectrum_steps:
+            self.spectra[k] = torch.linalg.eigvalsh(e_k + self.draws.s_star)
+
+    def advance(self, k: int, state: tuple, gamma: torch.Tensor, dgamma: torch.Tensor) -> tuple:
+        """The step from k: ``state`` ``(W, dW, buf, dbuf, sq, dsq)`` at step k to the one at k + 1, under the field
+        ``Gamma_k`` (B, D) and its tangents ``dGamma_k`` (B, P, D) (probe included), in :class:`SymCoords`
+        coordinates.
+
+        The P tangents of a sample are side by side, ``dw`` (B, m, P, d), so each of their products is one
+        matrix product per sample: ``[dW_1 .. dW_P]^T W`` (P d x m by m x d), ``[dW_1 .. dW_P] M`` (m P x d
+        by d x d) and ``W [dGamma_1 .. dGamma_P]`` (m x d by d x P d)."""
+        w, dw, buf, dbuf, sq, dsq = state
+        B, m, d = w.shape
+        P, lr, dt = self.P, self.lr, dw.dtype
+        gamma, dgamma = self.sym.unpack(gamma), self.sym.unpack(dgamma)
+        w_t = w.to(dt)
+        dgamma_flat = dgamma.transpose(1, 2).reshape(B, d, P * d)  # [dGamma_1 .. dGamma_P]
+        eye = torch.eye(d, dtype=w.dtype, device=w.device)
+        if self.momentum == 0 and self.betas is None and not self.rk4:
+            step = torch.add(eye.mul(1.0 - 2.0 * lr * self.lam), gamma, alpha=2.0 * lr)  # M_k
+            moved = (dw.view(B, m * P, d) @ step.to(dt)).view(B, m, P * d)
+            dw = torch.baddbmm(moved, w_t, dgamma_flat, alpha=2.0 * lr).view(B, m, P, d)
+            return w @ step, dw, buf, dbuf, sq, dsq
+        drift = torch.sub(gamma, eye, alpha=self.lam)  # Gamma_k - lam I
+        grad = w @ drift  # G_k = -g_k / 2
+        dgrad = torch.baddbmm((dw.view(B, m * P, d) @ drift.to(dt)).view(B, m, P * d), w_t,
+                              dgamma_flat).view(B, m, P, d)
+        if self.rk4:
+            return self._rk4_stage(k, w, dw, grad, dgrad, buf, dbuf, sq, dsq)
+        if self.betas is not None:
+            return self._adam_step(k, w, dw, grad, dgrad, buf, dbuf, sq, dsq)
+        if k == 0:
+            buf, dbuf = grad, dgrad
+        else:
+            buf = torch.add(grad.mul(1.0 - self.dampening), buf, alpha=self.momentum)
+            dbuf = torch.add(dgrad.mul(1.0 - self.dampening), dbuf, alpha=self.momentum)
+        if self.nesterov:
+            return (w + 2.0 * lr * torch.add(grad, buf, alpha=self.momentum),
+                    dw + 2.0 * lr * torch.add(dgrad, dbuf, alpha=self.momentum), buf, dbuf, sq, dsq)
+        return torch.add(w, buf, alpha=2.0 * lr), torch.add(dw, dbuf, alpha=2.0 * lr), buf, dbuf, sq, dsq
 
     @property
     def stages(self) -> int:
@@ -356,17 +403,17 @@ class EffectiveProcess:
     def _kernel_rows(self, a: int, b: int) -> None:
         """Rows ``[a, b)`` of the per-sample ``C_e`` (columns ``[0, b)``, mirrored) and ``R`` (strictly lower)."""
         T, B, m, d = self.draws.shape
-        e = self.hist_e[:b].reshape(b, B, d * d).transpose(0, 1)
+        D = self.sym.D
+        e = self.hist_e[:b].transpose(0, 1)
         rows = ((2.0 / d) * (e[:, a:b] @ e.transpose(1, 2))).to(self.C_e.dtype)
         self.C_e[:, a:b, :b] = rows
         self.C_e[:, :a, a:b] = rows[:, :, :a].transpose(1, 2)
-        D = d * (d + 1) // 2
         R = self.R[:, a:b, :b]
         R.zero_()
         last = min(b, T)  # probes exist for the times 0..T-1
         for c in range(min(self.P, last)):
-            ds = self.hist_t[a:b, :, c].reshape(b - a, B, d * d).transpose(0, 1)
-            pr = self.probes[c:last:self.P].reshape(-1, B, d * d).transpose(0, 1)
+            ds = self.hist_t[a:b, :, c].transpose(0, 1)
+            pr = self.probes[c:last:self.P].transpose(0, 1)
             R[:, :, c:last:self.P] = ((ds @ pr.transpose(1, 2)) / D).to(R.dtype)
         R.copy_(torch.tril(R, diagonal=a - 1))  # row k keeps the columns j < k
 
@@ -386,4 +433,5 @@ def run_pass(draws: Draws, K: torch.Tensor, L: torch.Tensor, *, alpha: float, h:
     proc = EffectiveProcess(draws, alpha=alpha, h=h, lam=lam, channels=channels, spectrum_steps=spectrum_steps,
                             block=block, **sgd)
     proc.run(K, L, T + 1)
-    return PassResult(C_e=proc.C_e, R=proc.R, spectra=proc.spectra, E=proc.hist_e.clone() if keep_states else None)
+    return PassResult(C_e=proc.C_e, R=proc.R, spectra=proc.spectra,
+                      E=proc.sym.unpack(proc.hist_e) if keep_states else None)

@@ -109,13 +109,13 @@ def _update(optim, h: float) -> dict:
 
 def memory_bytes(steps: int, d_eff: int, samples: int, channels: int, itemsize: int = 8,
                  kernel_itemsize: int = 8, tangent_itemsize: int = 4, minibatch: bool = False) -> int:
-    """Peak bytes of a solve. Per (T+1) x samples x d_eff^2 numbers (``T = steps``): the error history and
-    the GOE draws in the process dtype (``itemsize`` bytes), the tangent histories (``channels``) and the
-    probes in the tangent dtype (``tangent_itemsize``), or, while the GOE field is drawn (in float64, three
-    temporaries, then cast), 3 x 8 + ``itemsize`` bytes, whichever is larger; plus the per-sample and mean
-    (T+1) x (T+1) kernels (``kernel_itemsize``), two more with ``minibatch`` (the selection moments)."""
-    per_buffer = (steps + 1) * samples * d_eff ** 2
-    process = per_buffer * max(2 * itemsize + (channels + 1) * tangent_itemsize, 3 * 8 + itemsize)
+    """Peak bytes of a solve. Per (T+1) x samples x D numbers (``T = steps``, ``D = d_eff(d_eff+1)/2``, the
+    histories are kept in the coordinates of Sym(d_eff)): the error history and the GOE draws in the process
+    dtype (``itemsize`` bytes), the tangent histories (``channels``) and the probes in the tangent dtype
+    (``tangent_itemsize``); plus the per-sample and mean (T+1) x (T+1) kernels (``kernel_itemsize``), two more
+    with ``minibatch`` (the selection moments)."""
+    per_buffer = (steps + 1) * samples * (d_eff * (d_eff + 1) // 2)
+    process = per_buffer * (2 * itemsize + (channels + 1) * tangent_itemsize)
     return process + (2 * samples + 12 + 2 * minibatch) * (steps + 1) ** 2 * kernel_itemsize
 
 
@@ -169,8 +169,8 @@ def _curves(side, trace: torch.Tensor, p: Ratios, noisy_test: bool) -> dict:
 
 def _trace(proc: EffectiveProcess) -> torch.Tensor:
     """Per-sample ``Tr S_k / d_eff = Tr(E_k + S*) / d_eff`` of the process, (B, T+1) in float64."""
-    d = proc.hist_e.shape[-1]
-    tr_e = torch.diagonal(proc.hist_e, dim1=-2, dim2=-1).sum(-1, dtype=torch.float64)  # (T+1, B)
+    d = proc.sym.d
+    tr_e = proc.hist_e[..., proc.sym.diagonal].sum(-1, dtype=torch.float64)  # (T+1, B)
     tr_star = torch.diagonal(proc.draws.s_star, dim1=-2, dim2=-1).sum(-1, dtype=torch.float64)  # (B,)
     return ((tr_e + tr_star) / d).mT
 
