@@ -58,13 +58,15 @@ def pass_flops(d_eff: int, steps: int, kappa: float, samples: int = 4, channels:
     """Flops of one full pass of the effective process, split by dtype: ``{"fp64": ..., "fp32": ...}``.
 
     Step products ``2 m d^2 B`` each: 2 for the process (``W^T W``, ``W M``), 3P for the tangents. Per pair of
-    steps j < k, ``2 B d^2`` for each of the memory sum of the process, the noise and C_e, and of the memory
-    sums of the P tangents and R: ``T^2 B d^2 (3 + P + 1)`` in all. The tangent share is float32 when
-    ``tangents_fp32`` (the current solver's default), float64 otherwise (the 9a5c334 solver).
+    steps j < k, ``2 B n`` for each of the memory sum of the process, the noise and C_e, and of the memory
+    sums of the P tangents and R: ``T^2 B n (3 + P + 1)`` in all, with ``n = D = d(d+1)/2`` numbers per
+    history row for the current solver (Sym(d) coordinates) and ``n = d^2`` for the 9a5c334 one. The tangent
+    share is float32 when ``tangents_fp32`` (the current solver), float64 otherwise (the 9a5c334 solver).
     """
     m, T, B, P = max(1, round(kappa * d_eff)), steps + 1, samples, channels
-    process = 2 * m * d_eff ** 2 * B * 2 * T + T ** 2 * B * d_eff ** 2 * 3
-    tangents = 2 * m * d_eff ** 2 * B * 3 * P * T + T ** 2 * B * d_eff ** 2 * (P + 1)
+    n = d_eff * (d_eff + 1) // 2 if tangents_fp32 else d_eff ** 2
+    process = 2 * m * d_eff ** 2 * B * 2 * T + T ** 2 * B * n * 3
+    tangents = 2 * m * d_eff ** 2 * B * 3 * P * T + T ** 2 * B * n * (P + 1)
     return {"fp64": process + (0 if tangents_fp32 else tangents), "fp32": tangents if tangents_fp32 else 0}
 
 

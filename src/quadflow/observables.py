@@ -91,6 +91,29 @@ def metric_row(rec: dict, prefix: str = "sim") -> dict:
     return row
 
 
+EXCESS_METRICS = ("loss_reg", "mse", "train_loss", "trace")  # metrics whose distance to the static solution is logged
+
+
+def static_excess(row: dict, limits: dict) -> dict:
+    """The distance of a logged row to the static (long-time) solution: ``<source>/<m>_excess = <source>/<m> -
+    limits[m]`` for each ``sim/<m>`` and ``theory/<name>/<m>`` of ``row`` (``theory/longtime`` itself excepted)
+    with ``m`` in :data:`EXCESS_METRICS` and a finite limit; a run of replicas' ``sim/<m>_se`` carries over as
+    ``sim/<m>_excess_se``. ``loss_reg_excess`` is the regularised objective's approach to its limit (the
+    quantity of the paper's Fig. 14: slow relaxation, critical slowing down near the thresholds)."""
+    out = {}
+    for key, value in row.items():
+        parts = key.split("/")
+        metric = parts[-1]
+        source = (parts[0] == "sim" and len(parts) == 2) or (parts[0] == "theory" and len(parts) == 3
+                                                             and parts[1] != "longtime")
+        limit = limits.get(metric)
+        if source and metric in EXCESS_METRICS and limit is not None and np.isfinite(limit) and np.isfinite(value):
+            out[f"{key}_excess"] = float(value - limit)
+            if f"{key}_se" in row:
+                out[f"{key}_excess_se"] = row[f"{key}_se"]
+    return out
+
+
 def collect(records: list[dict]) -> dict:
     """Stack per-time records into ``{"t": array, "step": array, metric: array, "spectrum": [...]}`` (a metric
     (T,), or (T, R) for replicas; a spectrum (d,), or (R, d))."""

@@ -45,6 +45,12 @@ def test_run_writes_documented_files(tmp_path):
                 "theory/population/mse", "theory/longtime/mse"):
         assert key in data[-1], key
     assert data[-1]["t"] == pytest.approx(60 * 0.05)
+    # the distance to the static solution, for the simulation and each trajectory theory
+    for source in ("sim", "theory/population"):
+        for m in ("loss_reg", "mse", "train_loss", "trace"):
+            assert data[-1][f"{source}/{m}_excess"] == pytest.approx(data[-1][f"{source}/{m}"]
+                                                                     - data[-1][f"theory/longtime/{m}"], abs=1e-12)
+    assert not any(k.startswith("theory/longtime/") and k.endswith("_excess") for k in data[-1])
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "ok" and summary["steps_done"] == 60
     assert summary["problem"]["n"] == 288 and "torch" in summary["versions"]

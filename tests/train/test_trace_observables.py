@@ -113,3 +113,14 @@ def test_longtime_trace_and_loss_reg_match_converged_gd():
     for k, v in finals.items():
         mean, se, th = np.mean(v), np.std(v, ddof=1) / np.sqrt(seeds), getattr(theory, k)
         assert abs(mean - th) <= 3 * se + BIAS / d * th, (k, mean, th, se)
+
+
+def test_static_excess_is_each_source_minus_the_static_value():
+    from quadflow.observables import static_excess
+
+    row = {"t": 1.0, "sim/loss_reg": 0.5, "sim/loss_reg_se": 0.01, "sim/mse": 0.3, "sim/rank_fraction": 0.4,
+           "theory/dmft/loss_reg": 0.45, "theory/longtime/loss_reg": 0.4, "replicas/0/loss_reg": 0.51,
+           "sim/trace": float("nan")}
+    out = static_excess(row, {"loss_reg": 0.4, "mse": 0.2, "trace": 1.0, "rank_fraction": 0.5})
+    assert out == pytest.approx({"sim/loss_reg_excess": 0.1, "sim/loss_reg_excess_se": 0.01,
+                                 "sim/mse_excess": 0.1, "theory/dmft/loss_reg_excess": 0.05})

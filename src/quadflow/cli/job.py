@@ -31,7 +31,7 @@ from quadflow.cli.theories import Prediction, RunInfo
 from quadflow.io import atomic_write_text, dumps, stable_hash
 from quadflow.logging import JsonlSink, Tracker
 from quadflow.models import uses_analytic_gradient
-from quadflow.observables import metric_row
+from quadflow.observables import metric_row, static_excess
 from quadflow.runtime import cpu_threads, init_from_env, resolve_device, world
 from quadflow.runtime.distributed import shared_path
 from quadflow.train import METRICS, DivergenceError, SignalStop, load_checkpoint, record_schedule, spectrum_schedule
@@ -281,6 +281,9 @@ class Job:
         row = {"t": rec["t"], "step": rec["step"], **metric_row(rec)}
         for prediction in self.predictions.values():
             row.update(prediction.row(rec["step"]))
+        longtime = self.predictions.get("longtime")
+        if longtime is not None and longtime.constants:  # the distance to the static solution
+            row.update(static_excess(row, longtime.constants))
         self.tracker.log(row)
 
     # -- the run ----------------------------------------------------------------------------------------

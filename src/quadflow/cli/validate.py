@@ -23,8 +23,8 @@ from quadflow.cli.build import ConfigError, build, build_callbacks, build_proble
 from quadflow.cli.schema import check_config
 from quadflow.models.objective import choose_route
 from quadflow.optim import rk4_settings
-from quadflow.runtime import (InsufficientMemoryError, available_bytes, check_fits, estimate_bytes, require_bytes,
-                              resolve_device, resolve_precision)
+from quadflow.runtime import (InsufficientMemoryError, available_bytes, check_fits, estimate_bytes, largest_fitting,
+                              require_bytes, resolve_device, resolve_precision)
 from quadflow.train import record_schedule
 from quadflow.train.batches import check_batch_size
 from quadflow.train.simulation import check_replicas
@@ -121,20 +121,11 @@ def check_theories_fit(theories: dict, steps: int, device: torch.device, minibat
             f"theory dmft at trainer.steps={steps} needs about {need / 2**30:.3g} GiB on {device} but only "
             f"{usable / 0.9 / 2**30:.3g} GiB is free, and no theory.dmft setting brings it below "
             f"{least(steps) / 2**30:.3g} GiB (its (steps+1)^2 kernels): at most trainer.steps="
-            f"{_largest(lambda t: least(t) <= usable, steps)} with dmft here, or leave it out "
+            f"{largest_fitting(lambda t: least(t) <= usable, steps)} with dmft here, or leave it out "
             "(theory=[population,longtime])")
     require_bytes(need, device, f"theory dmft at trainer.steps={steps} (d_eff={dmft.d_eff}, samples={dmft.samples})",
                   ["a smaller theory.dmft.d_eff or theory.dmft.samples", "fewer trainer.steps",
                    "no dmft in theory=[...]"])
-
-
-def _largest(fits, high: int) -> int:
-    """The largest integer ``t`` in ``[0, high]`` with ``fits(t)`` (``fits`` true up to some t, false beyond)."""
-    low = 0
-    while low < high:
-        mid = (low + high + 1) // 2
-        low, high = (mid, high) if fits(mid) else (low, mid - 1)
-    return low
 
 
 def _check_optimizer(make_optimizer, node) -> torch.optim.Optimizer:

@@ -56,6 +56,15 @@ def available_bytes(device: torch.device) -> int:
     return 1 << 62  # unknown: do not block
 
 
+def largest_fitting(fits, high: int, low: int = 0) -> int:
+    """The largest integer ``t`` in ``[low, high]`` with ``fits(t)`` (``fits`` true up to some t, false beyond;
+    ``low`` when none fits)."""
+    while low < high:
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if fits(mid) else (low, mid - 1)
+    return low
+
+
 def require_bytes(need: int, device: torch.device, what: str, options: list[str]) -> None:
     """Raise :class:`InsufficientMemoryError` when ``need`` bytes exceed 90 % of free memory on ``device``.
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 CURVE_METRICS = ("mse", "train_loss", "in_sample_error", "rank_fraction")
+EXTRA_METRICS = ("loss_reg", "loss_reg_excess")  # drawn when the rows have them
 THEORY_STYLES = {"dmft": ("--", "C0"), "population": (":", "C2"), "longtime": ("-.", "C1")}
 
 
@@ -57,20 +58,29 @@ def plot_flagged(ax, x, y, valid, fmt: str = "-", color=None, label: str | None 
 
 
 def plot_curves(rows: list[dict], path: Path, title: str = "", flagged=()) -> Path:
-    """Four panels (mse, train_loss, in_sample_error, rank_fraction) vs t, simulation and theories; the theories
-    named in ``flagged`` (a long-time solution with ``valid=False``) are drawn as :data:`FLAGGED_LABEL`. A run of
-    replicas is drawn as their mean with a band of one standard error (``sim/<metric>_se``)."""
+    """Panels against t, simulation and theories: mse, train_loss, in_sample_error, rank_fraction and, where the
+    rows have them, loss_reg and the distance of loss_reg to the static solution (``|loss_reg_excess|``, the
+    paper's Fig. 14); the theories named in ``flagged`` (a long-time solution with ``valid=False``) are drawn as
+    :data:`FLAGGED_LABEL`. A run of replicas is drawn as their mean with a band of one standard error
+    (``sim/<metric>_se``)."""
     plt = pyplot()
-    fig, axes = plt.subplots(2, 2, figsize=(10, 7), constrained_layout=True)
-    for ax, metric in zip(axes.flat, CURVE_METRICS):
+    metrics = [*CURVE_METRICS, *(m for m in EXTRA_METRICS if any(f"sim/{m}" in row for row in rows))]
+    cols = (len(metrics) + 1) // 2
+    fig, axes = plt.subplots(2, cols, figsize=(5 * cols, 7), constrained_layout=True, squeeze=False)
+    for ax in axes.flat[len(metrics):]:
+        ax.set_visible(False)
+    for ax, metric in zip(axes.flat, metrics):
         t, v = series(rows, f"sim/{metric}")
         ts, se = series(rows, f"sim/{metric}_se")
+        if metric.endswith("_excess"):  # drawn as a distance, on log axes
+            v = np.abs(v)
         replicas = len(ts) == len(t) and len(t) > 0
         ax.plot(t, v, "o", ms=3, color="k", label="simulation (mean of replicas)" if replicas else "simulation")
         if replicas:
             ax.fill_between(t, v - se, v + se, color="k", alpha=0.15, lw=0, label="+- 1 s.e.")
         for name in theory_names(rows):
             tt, vv = series(rows, f"theory/{name}/{metric}")
+            vv = np.abs(vv) if metric.endswith("_excess") else vv
             if len(tt):
                 style, color = THEORY_STYLES.get(name, ("--", None))
                 plot_flagged(ax, tt, vv, np.full(len(tt), name not in flagged), style, color=color,
@@ -79,7 +89,7 @@ def plot_curves(rows: list[dict], path: Path, title: str = "", flagged=()) -> Pa
         if metric != "rank_fraction" and np.all(v > 0):
             ax.set_yscale("log")
         ax.set_xlabel("t")
-        ax.set_title(metric)
+        ax.set_title("|loss_reg - static limit|" if metric == "loss_reg_excess" else metric)
         ax.grid(alpha=0.3)
     axes.flat[0].legend(fontsize=8)
     fig.suptitle(title, fontsize=9)

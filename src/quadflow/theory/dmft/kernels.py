@@ -140,14 +140,14 @@ def sample_rows(C_e: torch.Tensor, R: torch.Tensor, A: torch.Tensor, L: torch.Te
     A_rows[:, a:] = torch.linalg.solve_triangular(eye + delta * R[a:, a:], eye, upper=False, unitriangular=True)
     if a:
         A_rows[:, :a] = -A_rows[:, a:] @ (delta * R[a:, :a] @ A[:a, :a])
-    A_all = torch.cat([A[:a, :b], A_rows])
-    if selection is None:
-        C_rows = A_rows @ C_e @ A_all.T + Delta * A_rows.sum(1, keepdim=True) * A_all.sum(1)[None, :]
+    if selection is None:  # C_rows = A_rows (C_e + Delta 1 1^T) [A[:a]; A_rows]^T, without stacking the k x k rows
+        v = A_rows @ C_e + Delta * A_rows.sum(1, keepdim=True)  # (w, b); A's rows vanish beyond their diagonal
+        C_rows = torch.cat([v[:, :a] @ A[:a, :a].T, v @ A_rows.T], dim=1)
         block = C_rows[:, a:]
         C_rows[:, a:] = (block + block.T) / 2
         U_rows = C_rows
     else:
-        U_rows, C_rows = selection.rows(A_all, R, C_e + Delta, a, delta)
+        U_rows, C_rows = selection.rows(torch.cat([A[:a, :b], A_rows]), R, C_e + Delta, a, delta)
     scale = max(scale, float(U_rows.abs().max()))
     L_rows = torch.zeros_like(U_rows)
     if a:

@@ -29,7 +29,7 @@ import torch
 from quadflow.optim import dmft_update, gd_mismatch, optimizer_factory
 from quadflow.problem import H_MAX, Problem, Ratios, as_ratios, check_domain
 from quadflow.runtime.device import resolve_device
-from quadflow.runtime.memory import require_bytes
+from quadflow.runtime.memory import available_bytes, largest_fitting, require_bytes
 from quadflow.theory.dmft.kernels import Selection, row_change, sample_rows, sample_side
 from quadflow.theory.dmft.process import EffectiveProcess, draw
 from quadflow.theory.results import CURVES, DMFTResult
@@ -117,6 +117,21 @@ def memory_bytes(steps: int, d_eff: int, samples: int, channels: int, itemsize: 
     per_buffer = (steps + 1) * samples * (d_eff * (d_eff + 1) // 2)
     process = per_buffer * (2 * itemsize + (channels + 1) * tangent_itemsize)
     return process + (2 * samples + 12 + 2 * minibatch) * (steps + 1) ** 2 * kernel_itemsize
+
+
+def _fitting(need, stages: int, steps: int, d_eff: int, samples: int, usable: float) -> list[str]:
+    """The settings that each alone make a solve fit in ``usable`` bytes (``need(rows, d_eff, samples)``: its
+    bytes): the most steps, the largest d_eff and the most samples that fit; the (T+1)^2 kernels need memory
+    whatever d_eff and samples, so those two are named only where they can help."""
+    out = [f"steps <= {largest_fitting(lambda t: need(stages * t, d_eff, samples) <= usable, steps, 1)}"]
+    if need(stages * steps, MIN_D_EFF, samples) <= usable:
+        out.append(f"d_eff <= {largest_fitting(lambda d: need(stages * steps, d, samples) <= usable, d_eff, MIN_D_EFF)}")
+    if need(stages * steps, d_eff, 1) <= usable:
+        out.append(f"samples <= {largest_fitting(lambda b: need(stages * steps, d_eff, b) <= usable, samples, 1)}")
+    if len(out) == 1:
+        out[0] += (f" (the (steps+1)^2 kernels alone need about {need(stages * steps, MIN_D_EFF, 1) / 2**30:.3g} "
+                   "GiB, whatever d_eff and samples)")
+    return out
 
 
 def _check_stable(C_e: torch.Tensor, rows, a: int, h: float, stages: int = 1) -> None:
@@ -233,6 +248,7 @@ def _iterate(proc: EffectiveProcess, A: torch.Tensor, L: torch.Tensor, K: torch.
     damping in use at the end."""
     T1 = A.shape[0]
     scale, residuals, windows = 0.0, [], []
+    C_mean, R_mean = torch.zeros_like(A), torch.zeros_like(A)  # sample means, the frozen rows kept
     for a in range(0, T1, width):
         b = min(a + width, T1)
         if a > 0:  # first guess: the last frozen row's lag profile, continued
@@ -241,7 +257,10 @@ def _iterate(proc: EffectiveProcess, A: torch.Tensor, L: torch.Tensor, K: torch.
         best, stalled, done = math.inf, 0, False
         for it in range(1, max_iter + 1):
             proc.run(K, L, b)
-            C_e, R = proc.C_e[:, :b, :b].mean(0), proc.R[:, :b, :b].mean(0)
+            C_mean[a:b, :b] = proc.C_e[:, a:b, :b].mean(0)
+            C_mean[:a, a:b] = C_mean[a:b, :a].T
+            R_mean[a:b, :b] = proc.R[:, a:b, :b].mean(0)
+            C_e, R = C_mean[:b, :b], R_mean[:b, :b]
             rows = sample_rows(C_e, R, A, L, a, delta, Delta, scale, selection)
             _check_stable(C_e, rows, a, h, proc.stages)
             residual = row_change(L, K, rows, a)
@@ -367,9 +386,10 @@ def solve_dmft(p: Ratios | Problem, h: float = 0.05, steps: int = 400, d_eff: in
     size = lambda t: torch.empty((), dtype=t).element_size()  # noqa: E731
     stages = 4 if update.get("rk4") else 1  # kernel rows per step: RK4's evaluation points
     rows = stages * steps
-    require_bytes(memory_bytes(rows, d_eff, samples, channels, size(dtype), tangent_itemsize=size(tangent_dtype),
-                               minibatch=batch_fraction < 1),
-                  dev, "solve_dmft", ["reduce d_eff, steps, samples or channels"])
+    need = functools.partial(memory_bytes, channels=channels, itemsize=size(dtype),
+                             tangent_itemsize=size(tangent_dtype), minibatch=batch_fraction < 1)
+    require_bytes(need(rows, d_eff, samples), dev, f"solve_dmft (steps={steps}, d_eff={d_eff}, samples={samples})",
+                  _fitting(need, stages, steps, d_eff, samples, 0.9 * available_bytes(dev)))
     delta = 1.0 / (2.0 * p.alpha) if delta is None else float(delta)
     if not delta > 0:
         raise ValueError(f"delta must be > 0, got {delta!r}")
