@@ -57,6 +57,18 @@ def test_run_writes_documented_files(tmp_path):
     assert "d: 12" in (out / "config.yaml").read_text()
 
 
+def test_dmft_over_a_horizon_shorter_than_the_run(tmp_path):
+    out = tmp_path / "run"
+    run_app([*SMALL, "theory=[dmft,longtime]", "problem.lam=0.1", "theory.dmft.d_eff=12", "theory.dmft.max_steps=20",
+             f"hydra.run.dir={out}"])
+    data = rows(out)
+    drawn = [r["step"] for r in data if "theory/dmft/mse" in r]
+    assert drawn == [r["step"] for r in data if r["step"] <= 20] and data[-1]["step"] == 60
+    assert "theory/longtime/mse" in data[-1]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["theory/dmft/horizon_steps"] == 20 and summary["theory/dmft/horizon_t"] == pytest.approx(1.0)
+
+
 def test_record_every_k_steps(tmp_path):
     out = tmp_path / "run"
     run_app([*SMALL, "theory=[]", "record.every=25", f"hydra.run.dir={out}"])
@@ -106,7 +118,7 @@ def test_failing_job_does_not_stop_the_sweep(tmp_path):
     ("device=tpu", "device must be one of"), ("precision=fp16", "precision must be one of"),
     ("problem.d=abc", "problem.d"), ("problem.d=20000", "needs about"),
     ("problem.d=1000000000", "no setting of data, precision or GPUs brings it below"),
-    ("trainer.steps=1000000000000 theory=[dmft]", "no theory.dmft setting brings it below"),
+    ("trainer.steps=1000000000000 theory=[dmft]", "no theory.dmft.d_eff or samples brings it below"),
 ])
 def test_bad_config_fails_before_work_with_a_clear_message(tmp_path, override, needle):
     proc = run_app([*SMALL, *override.split(), f"hydra.run.dir={tmp_path / 'run'}"], check=False,

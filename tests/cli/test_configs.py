@@ -107,10 +107,15 @@ def test_a_dmft_too_long_for_any_setting_is_refused_up_front_with_the_most_steps
     from quadflow.runtime import InsufficientMemoryError
 
     cfg = compose_config("trainer.steps=1000000000000", "theory=[dmft]", "record.points=10", *SMALL)
-    with pytest.raises(InsufficientMemoryError, match=r"no theory.dmft setting brings it below .* at most "
-                                                      r"trainer.steps=\d+ with dmft here"):
+    with pytest.raises(InsufficientMemoryError, match=r"no theory.dmft.d_eff or samples brings it below .* set "
+                                                      r"theory.dmft.max_steps=\d+ .* at most trainer.steps=\d+ with "
+                                                      r"dmft here") as err:
         check_job_fits(cfg)
-    assert "no theory.dmft setting" in validate_config(cfg)[0]  # a sweep's warning: that job is recorded failed
+    assert "no theory.dmft.d_eff or samples" in validate_config(cfg)[0]  # a sweep's warning: that job is recorded failed
+    # the horizon it names fits: the same run with it passes the check
+    horizon = int(str(err.value).split("theory.dmft.max_steps=")[1].split()[0])
+    check_job_fits(compose_config("trainer.steps=1000000000000", "theory=[dmft]", f"theory.dmft.max_steps={horizon}",
+                                  "record.points=10", *SMALL))
     check_job_fits(compose_config("trainer.steps=1000000000000", "theory=[population,longtime]", *SMALL))
     # RK4's DMFT has four kernel rows per step: its largest horizon is a quarter of GD's
     most = {}

@@ -163,23 +163,29 @@ class DMFT:
     quadflow's ``RK4``,
     full batch or minibatches;
     for another optimiser, discrete GD at the run's step h (with the run's minibatches) is drawn, with a
-    warning naming what the curve does not describe."""
+    warning naming what the curve does not describe. ``max_steps``: the DMFT's horizon, for runs longer than its
+    (steps+1)^2 kernels allow (None: the run's steps); the curve then covers the recorded steps up to it."""
 
     name = "dmft"
 
     def __init__(self, d_eff: int = 64, samples: int = 4, tol: float = 1e-4, max_iter: int = 60, seed: int = 0,
-                 window: int | None = None):
+                 window: int | None = None, max_steps: int | None = None):
         from quadflow.theory.dmft import MIN_D_EFF, WINDOW
 
         window = WINDOW if window is None else window
         for key, value, low in (("d_eff", d_eff, MIN_D_EFF), ("samples", samples, 1), ("max_iter", max_iter, 1),
-                                ("window", window, 1)):
+                                ("window", window, 1), ("max_steps", 1 if max_steps is None else max_steps, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"theory.dmft.{key}={value!r} is out of range: allowed an integer >= {low}")
+                raise ValueError(f"theory.dmft.{key}={value!r} is out of range: allowed an integer >= {low}"
+                                 + (" or null (the run's steps)" if key == "max_steps" else ""))
         if not tol > 0:
             raise ValueError(f"theory.dmft.tol={tol!r} is out of range: allowed > 0")
         self.d_eff, self.samples, self.tol, self.max_iter, self.seed = d_eff, samples, tol, max_iter, seed
-        self.window = window
+        self.window, self.max_steps = window, max_steps
+
+    def horizon(self, steps: int) -> int:
+        """The steps the DMFT solves for a run of ``steps`` steps."""
+        return steps if self.max_steps is None else min(steps, self.max_steps)
 
     def compute(self, run: RunInfo) -> Prediction:
         from quadflow.theory.dmft import solve_dmft
@@ -196,11 +202,13 @@ class DMFT:
             warnings.warn(f"the DMFT follows torch.optim.SGD (momentum, Nesterov, any lr), Adam/AdamW, RMSprop and RK4, "
                           f"full batch or minibatches; this run uses {unfollowed}: the theory/dmft curve drawn is GD at step "
                           f"h={run.h:g}{batches}, not this run's", RuntimeWarning)
-        res = solve_dmft(p, h=run.h, steps=run.steps, d_eff=self.d_eff, samples=self.samples,
+        steps = self.horizon(run.steps)
+        res = solve_dmft(p, h=run.h, steps=steps, d_eff=self.d_eff, samples=self.samples,
                          seed=self.seed, device=run.device, tol=self.tol, max_iter=self.max_iter,
                          window=self.window, noisy_test=run.noisy_test, optim=optim, batch_fraction=fraction,
-                         callback=self._progress(run.progress, run.steps + 1))
+                         callback=self._progress(run.progress, steps + 1))
         return Prediction(self.name, curves=_curves(res), summary={
+            "horizon_steps": steps, "horizon_t": steps * run.h,
             "converged": bool(res.converged), "iterations": int(res.iterations),
             "residual": float(res.residuals[-1]) if len(res.residuals) else None,
             "windows_not_converged": sum(not w["converged"] for w in res.windows),

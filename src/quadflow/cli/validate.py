@@ -112,19 +112,23 @@ def check_theories_fit(theories: dict, steps: int, device: torch.device, minibat
         return
     channels = inspect.signature(solve_dmft).parameters["channels"].default
     usable = 0.9 * available_bytes(device)  # require_bytes's margin
+    steps = dmft.horizon(steps)
     need = memory_bytes(rows_per_step * steps, dmft.d_eff, dmft.samples, channels, minibatch=minibatch)
     if need <= usable:
         return
+    fits = lambda t: memory_bytes(rows_per_step * t, dmft.d_eff, dmft.samples, channels,  # noqa: E731
+                                  minibatch=minibatch) <= usable
+    horizon = f"theory.dmft.max_steps={largest_fitting(fits, steps)} (the DMFT over the first steps only)"
     least = lambda t: memory_bytes(rows_per_step * t, MIN_D_EFF, 1, 1, minibatch=minibatch)  # noqa: E731
     if least(steps) > usable:
         raise InsufficientMemoryError(
-            f"theory dmft at trainer.steps={steps} needs about {need / 2**30:.3g} GiB on {device} but only "
-            f"{usable / 0.9 / 2**30:.3g} GiB is free, and no theory.dmft setting brings it below "
-            f"{least(steps) / 2**30:.3g} GiB (its (steps+1)^2 kernels): at most trainer.steps="
+            f"theory dmft over {steps} steps needs about {need / 2**30:.3g} GiB on {device} but only "
+            f"{usable / 0.9 / 2**30:.3g} GiB is free, and no theory.dmft.d_eff or samples brings it below "
+            f"{least(steps) / 2**30:.3g} GiB (its (steps+1)^2 kernels): set {horizon}, at most trainer.steps="
             f"{largest_fitting(lambda t: least(t) <= usable, steps)} with dmft here, or leave it out "
             "(theory=[population,longtime])")
-    require_bytes(need, device, f"theory dmft at trainer.steps={steps} (d_eff={dmft.d_eff}, samples={dmft.samples})",
-                  ["a smaller theory.dmft.d_eff or theory.dmft.samples", "fewer trainer.steps",
+    require_bytes(need, device, f"theory dmft over {steps} steps (d_eff={dmft.d_eff}, samples={dmft.samples})",
+                  [horizon, "a smaller theory.dmft.d_eff or theory.dmft.samples", "fewer trainer.steps",
                    "no dmft in theory=[...]"])
 
 
