@@ -314,3 +314,13 @@ def test_each_theory_only_paper_preset_is_one_zero_step_job_that_draws_its_figur
         cfg = preset(f"paper/fig{n}")
     assert cfg.figure == f"paper_fig{n}" and not FIGURES[cfg.figure].needs_jobs
     assert cfg.trainer.steps == 0 and list(cfg.theory) == [] and not cfg.hydra.sweeper.params
+
+
+def test_settings_of_a_theory_left_out_are_ignored_with_a_warning():
+    # experiment=paper/fig14 sets theory.dmft.max_steps; with theory=[longtime] that node has no _target_
+    from quadflow.cli.build import build_theories
+
+    cfg = compose_config("experiment=paper/fig14", "theory=[longtime]")
+    with pytest.warns(RuntimeWarning, match=r"theory.dmft has settings \(max_steps\) but dmft is not in theory"):
+        theories = build_theories(cfg)
+    assert list(theories) == ["longtime"]

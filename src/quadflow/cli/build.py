@@ -6,6 +6,7 @@ dataset is allocated.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import fields
 
 from hydra.errors import InstantiationException
@@ -69,8 +70,19 @@ def _name_student(cfg, err: Exception) -> str:
 
 
 def build_theories(cfg) -> dict:
-    """``{name: component}`` of the requested theories (``theory=[...]``)."""
-    return {name: build(node, f"theory.{name}") for name, node in (cfg.theory or {}).items() if node is not None}
+    """``{name: component}`` of the requested theories (``theory=[...]``). Settings of a theory that is not
+    requested (a node without ``_target_``, e.g. a preset's ``theory.dmft.max_steps`` under ``theory=[longtime]``)
+    are left out with a warning naming them."""
+    out = {}
+    for name, node in (cfg.theory or {}).items():
+        if node is None:
+            continue
+        if "_target_" not in node:
+            warnings.warn(f"theory.{name} has settings ({', '.join(map(str, node))}) but {name} is not in "
+                          f"theory=[...]: they are ignored", RuntimeWarning)
+            continue
+        out[name] = build(node, f"theory.{name}")
+    return out
 
 
 def build_callbacks(cfg) -> list:
