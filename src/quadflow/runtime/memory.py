@@ -65,14 +65,18 @@ def largest_fitting(fits, high: int, low: int = 0) -> int:
     return low
 
 
-def require_bytes(need: int, device: torch.device, what: str, options: list[str]) -> None:
+def require_bytes(need: int, device: torch.device, what: str, options) -> None:
     """Raise :class:`InsufficientMemoryError` when ``need`` bytes exceed 90 % of free memory on ``device``.
 
-    The message says ``what`` needs the bytes, how much is free, and the ``options`` to change.
+    The message says ``what`` needs the bytes, how much is free, and the ``options`` to change: a list of
+    strings, or ``usable -> list`` called only when the bytes do not fit (``usable``: the 90 % of free memory a
+    setting must fit in), for options that take work to find.
     """
     free = available_bytes(device)
     if need <= 0.9 * free:
         return
+    if callable(options):
+        options = options(0.9 * free)
     raise InsufficientMemoryError(f"{what} needs about {_gib(need)} on {device} but only {_gib(free)} is free. "
                                   "Options: " + "; ".join(options) + ".")
 

@@ -247,6 +247,8 @@ class EffectiveProcess:
         dev, td = draws.w0.device, tangent_dtype or draws.w0.dtype
         self.probes = draws.probes.to(td)  # no copy when the draws hold them in td
         self.sym = SymCoords(d, dev)
+        self.eye = torch.eye(d, dtype=draws.w0.dtype, device=dev)
+        self.shrink = (1.0 - 2.0 * self.lr * lam) * self.eye  # GD's step map without Gamma
         self.hist_e = draws.w0.new_empty(T + 1, B, self.sym.D)
         self.hist_t = torch.empty(T + 1, B, channels, self.sym.D, dtype=td, device=dev)
         self.C_e = torch.zeros(B, T + 1, T + 1, dtype=kernel_dtype or draws.w0.dtype, device=dev)
@@ -327,13 +329,12 @@ class EffectiveProcess:
         gamma, dgamma = self.sym.unpack(gamma), self.sym.unpack(dgamma)
         w_t = w.to(dt)
         dgamma_flat = dgamma.transpose(1, 2).reshape(B, d, P * d)  # [dGamma_1 .. dGamma_P]
-        eye = torch.eye(d, dtype=w.dtype, device=w.device)
         if self.momentum == 0 and self.betas is None and not self.rk4:
-            step = torch.add(eye.mul(1.0 - 2.0 * lr * self.lam), gamma, alpha=2.0 * lr)  # M_k
+            step = torch.add(self.shrink, gamma, alpha=2.0 * lr)  # M_k = (1 - 2 lr lam) I + 2 lr Gamma_k
             moved = (dw.view(B, m * P, d) @ step.to(dt)).view(B, m, P * d)
             dw = torch.baddbmm(moved, w_t, dgamma_flat, alpha=2.0 * lr).view(B, m, P, d)
             return w @ step, dw, buf, dbuf, sq, dsq
-        drift = torch.sub(gamma, eye, alpha=self.lam)  # Gamma_k - lam I
+        drift = torch.sub(gamma, self.eye, alpha=self.lam)  # Gamma_k - lam I
         grad = w @ drift  # G_k = -g_k / 2
         dgrad = torch.baddbmm((dw.view(B, m * P, d) @ drift.to(dt)).view(B, m, P * d), w_t,
                               dgamma_flat).view(B, m, P, d)

@@ -29,7 +29,7 @@ import torch
 from quadflow.optim import dmft_update, gd_mismatch, optimizer_factory
 from quadflow.problem import H_MAX, Problem, Ratios, as_ratios, check_domain
 from quadflow.runtime.device import resolve_device
-from quadflow.runtime.memory import available_bytes, largest_fitting, require_bytes
+from quadflow.runtime.memory import largest_fitting, require_bytes
 from quadflow.theory.dmft.kernels import Selection, row_change, sample_rows, sample_side
 from quadflow.theory.dmft.process import EffectiveProcess, draw
 from quadflow.theory.results import CURVES, DMFTResult
@@ -119,7 +119,7 @@ def memory_bytes(steps: int, d_eff: int, samples: int, channels: int, itemsize: 
     return process + (2 * samples + 12 + 2 * minibatch) * (steps + 1) ** 2 * kernel_itemsize
 
 
-def _fitting(need, stages: int, steps: int, d_eff: int, samples: int, usable: float) -> list[str]:
+def _fitting(usable: float, need, stages: int, steps: int, d_eff: int, samples: int) -> list[str]:
     """The settings that each alone make a solve fit in ``usable`` bytes (``need(rows, d_eff, samples)``: its
     bytes): the most steps, the largest d_eff and the most samples that fit; the (T+1)^2 kernels need memory
     whatever d_eff and samples, so those two are named only where they can help."""
@@ -389,7 +389,7 @@ def solve_dmft(p: Ratios | Problem, h: float = 0.05, steps: int = 400, d_eff: in
     need = functools.partial(memory_bytes, channels=channels, itemsize=size(dtype),
                              tangent_itemsize=size(tangent_dtype), minibatch=batch_fraction < 1)
     require_bytes(need(rows, d_eff, samples), dev, f"solve_dmft (steps={steps}, d_eff={d_eff}, samples={samples})",
-                  _fitting(need, stages, steps, d_eff, samples, 0.9 * available_bytes(dev)))
+                  functools.partial(_fitting, need=need, stages=stages, steps=steps, d_eff=d_eff, samples=samples))
     delta = 1.0 / (2.0 * p.alpha) if delta is None else float(delta)
     if not delta > 0:
         raise ValueError(f"delta must be > 0, got {delta!r}")
