@@ -72,13 +72,13 @@ def pass_flops(d_eff: int, steps: int, kappa: float, samples: int = 4, channels:
 
 def history_bytes(d_eff: int, steps: int, samples: int = 4, channels: int = 4) -> int:
     """Bytes the marching solve must read from its histories in one pass: at step k, every row j < k of the
-    error history twice (the memory sum and the C_e row, float64), of the GOE draws once (the noise, float64),
-    of the P tangent histories once (their memory sums, float32) and of the probes once (the R row, float32),
+    error history (the C_e row, float64) and of its float32 copy (the memory sum), of the GOE draws (the noise,
+    float32), of the P tangent histories (their memory sums, float32) and of the probes (the R row, float32),
     each row ``samples x D`` numbers in the coordinates of Sym(d_eff), ``D = d_eff (d_eff + 1) / 2``:
-    ``T (T + 1) / 2 x B D (3 x 8 + 4 P + 4)``. The physical limit of a step is these bytes over the memory
+    ``T (T + 1) / 2 x B D (8 + 4 + 4 + 4 P + 4)``. The physical limit of a step is these bytes over the memory
     bandwidth."""
     D = d_eff * (d_eff + 1) // 2
-    return steps * (steps + 1) // 2 * samples * D * (3 * 8 + 4 * channels + 4)
+    return steps * (steps + 1) // 2 * samples * D * (8 + 4 + 4 + 4 * channels + 4)
 
 
 def stream_bandwidth(device: str) -> float:

@@ -69,6 +69,17 @@ def test_dmft_over_a_horizon_shorter_than_the_run(tmp_path):
     assert summary["theory/dmft/horizon_steps"] == 20 and summary["theory/dmft/horizon_t"] == pytest.approx(1.0)
 
 
+def test_dmft_in_its_long_time_mode(tmp_path):
+    out = tmp_path / "run"
+    run_app([*SMALL, "theory=[dmft,longtime]", "problem.lam=0.1", "theory.dmft.d_eff=12",
+             "theory.dmft.history=compressed", f"hydra.run.dir={out}"])
+    data = rows(out)
+    assert all("theory/dmft/mse" in r and np.isfinite(r["theory/dmft/loss_reg"]) for r in data)
+    assert "theory/dmft/loss_reg_excess" in data[-1]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["theory/dmft/history"] == "compressed" and summary["theory/dmft/horizon_steps"] == 60
+
+
 def test_record_every_k_steps(tmp_path):
     out = tmp_path / "run"
     run_app([*SMALL, "theory=[]", "record.every=25", f"hydra.run.dir={out}"])
@@ -118,7 +129,8 @@ def test_failing_job_does_not_stop_the_sweep(tmp_path):
     ("device=tpu", "device must be one of"), ("precision=fp16", "precision must be one of"),
     ("problem.d=abc", "problem.d"), ("problem.d=20000", "needs about"),
     ("problem.d=1000000000", "no setting of data, precision or GPUs brings it below"),
-    ("trainer.steps=1000000000000 theory=[dmft]", "no theory.dmft.d_eff or samples brings it below"),
+    ("trainer.steps=1000000000000 theory=[dmft] theory.dmft.history=exact", "no theory.dmft.d_eff or samples brings it below"),
+    ("trainer.steps=1000000000000 theory=[dmft]", "compressed (d_eff=64, samples=4) needs about"),
 ])
 def test_bad_config_fails_before_work_with_a_clear_message(tmp_path, override, needle):
     proc = run_app([*SMALL, *override.split(), f"hydra.run.dir={tmp_path / 'run'}"], check=False,

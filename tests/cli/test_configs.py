@@ -106,24 +106,32 @@ def test_a_dmft_too_long_for_any_setting_is_refused_up_front_with_the_most_steps
     from quadflow.cli.validate import check_job_fits, validate_config
     from quadflow.runtime import InsufficientMemoryError
 
-    cfg = compose_config("trainer.steps=1000000000000", "theory=[dmft]", "record.points=10", *SMALL)
+    exact = ("theory=[dmft]", "theory.dmft.history=exact", "record.points=10", *SMALL)
+    cfg = compose_config("trainer.steps=1000000000000", *exact)
     with pytest.raises(InsufficientMemoryError, match=r"no theory.dmft.d_eff or samples brings it below .* set "
+                                                      r"theory.dmft.history=compressed \(the long-time mode\) or "
                                                       r"theory.dmft.max_steps=\d+ .* at most trainer.steps=\d+ with "
                                                       r"dmft here") as err:
         check_job_fits(cfg)
     assert "no theory.dmft.d_eff or samples" in validate_config(cfg)[0]  # a sweep's warning: that job is recorded failed
     # the horizon it names fits: the same run with it passes the check
     horizon = int(str(err.value).split("theory.dmft.max_steps=")[1].split()[0])
-    check_job_fits(compose_config("trainer.steps=1000000000000", "theory=[dmft]", f"theory.dmft.max_steps={horizon}",
-                                  "record.points=10", *SMALL))
+    check_job_fits(compose_config("trainer.steps=1000000000000", *exact, f"theory.dmft.max_steps={horizon}"))
     check_job_fits(compose_config("trainer.steps=1000000000000", "theory=[population,longtime]", *SMALL))
-    # RK4's DMFT has four kernel rows per step: its largest horizon is a quarter of GD's
+    # history=auto (the default) solves it in the compressed mode: its history grows as log(steps), its curves as steps
+    check_job_fits(compose_config("trainer.steps=1000000", "theory=[dmft]", "record.points=10", *SMALL))
+    with pytest.raises(InsufficientMemoryError, match="compressed .* fewer trainer.steps or theory.dmft.max_steps"):
+        check_job_fits(compose_config("trainer.steps=1000000000000", "theory=[dmft]", "record.points=10", *SMALL))
+    # RK4 has no compressed mode, and its DMFT has four kernel rows per step: its largest horizon is a quarter of GD's
     most = {}
     for optim in ("gd", "rk4"):
         with pytest.raises(InsufficientMemoryError) as err:
-            check_job_fits(compose_config("trainer.steps=1000000000000", "theory=[dmft]", f"optim={optim}", *SMALL))
+            check_job_fits(compose_config("trainer.steps=1000000000000", f"optim={optim}", *exact))
         most[optim] = int(str(err.value).split("at most trainer.steps=")[1].split()[0])
+        assert ("history=compressed" in str(err.value)) == (optim == "gd")
     assert abs(most["rk4"] - most["gd"] / 4) <= 1
+    with pytest.raises(InsufficientMemoryError, match="at most trainer.steps="):
+        check_job_fits(compose_config("trainer.steps=1000000000000", "theory=[dmft]", "optim=rk4", *SMALL))
 
 
 def test_an_unknown_problem_key_is_a_config_error(tmp_path):
@@ -317,10 +325,10 @@ def test_each_theory_only_paper_preset_is_one_zero_step_job_that_draws_its_figur
 
 
 def test_settings_of_a_theory_left_out_are_ignored_with_a_warning():
-    # experiment=paper/fig14 sets theory.dmft.max_steps; with theory=[longtime] that node has no _target_
+    # a preset may set theory.dmft.max_steps; with theory=[longtime] that node has no _target_
     from quadflow.cli.build import build_theories
 
-    cfg = compose_config("experiment=paper/fig14", "theory=[longtime]")
+    cfg = compose_config("experiment=paper/fig14", "theory=[longtime]", "+theory.dmft.max_steps=4000")
     with pytest.warns(RuntimeWarning, match=r"theory.dmft has settings \(max_steps\) but dmft is not in theory"):
         theories = build_theories(cfg)
     assert list(theories) == ["longtime"]

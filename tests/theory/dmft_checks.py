@@ -19,7 +19,7 @@ def finite_difference_response(q: Problem, steps: int, channels: int, shift: flo
     shifts the noise of each time j by ``+-shift P_j`` (the probes of channel ``j mod channels`` together)
     and returns ``<P_j, dS_k>/D``, strictly lower-triangular, D = d(d+1)/2."""
     h = 0.05
-    draws = draw(q, steps, 1, seed=5, device=torch.device("cpu"), dtype=torch.float64)
+    draws = draw(q, steps, 1, seed=5, device=torch.device("cpu"), dtype=torch.float64, sum_dtype=torch.float64)
     gen = torch.Generator().manual_seed(0)
     K = 0.05 * torch.tril(torch.rand(steps + 1, steps + 1, generator=gen, dtype=torch.float64), -1)
     L = math.sqrt(4 * q.alpha) * torch.eye(steps + 1, dtype=torch.float64)

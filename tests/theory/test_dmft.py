@@ -43,7 +43,8 @@ def test_response_estimate_equals_finite_differences_of_the_process(channels):
     # R_kj = <P_j, dS_k>/D with central finite differences (error O(eps^2) ~ 1e-8).
     q = Problem(d=10, kappa=0.7, kappa_star=0.4, alpha=1.0, Delta=0.2, lam=0.1)
     steps, h = 15, 0.05
-    draws = draw(q, steps, 1, seed=5, device=torch.device("cpu"), dtype=torch.float64)
+    draws = draw(q, steps, 1, seed=5, device=torch.device("cpu"), dtype=torch.float64, sum_dtype=torch.float64)
+    # float64 noise and memory sums: central differences at eps 1e-5 resolve float64 round-off only
     gen = torch.Generator().manual_seed(0)
     K = 0.05 * torch.tril(torch.rand(steps + 1, steps + 1, generator=gen, dtype=torch.float64), -1)
     L = math.sqrt(4 * q.alpha) * torch.eye(steps + 1, dtype=torch.float64)  # U_k = G_k exactly
@@ -195,13 +196,19 @@ def test_too_large_solve_is_refused_before_allocating():
     from quadflow.runtime.memory import InsufficientMemoryError
     from quadflow.theory.dmft import memory_bytes
 
-    # 10^4 steps at d_eff = 2048 would need ~3 TB: (T+1) samples D (2 x 8 + (channels + 1) x 4) bytes, with
-    # D = d_eff (d_eff + 1) / 2 the coordinates of a symmetric matrix
-    assert memory_bytes(10_000, 2048, 4, 4) == 10_001 * 4 * (2048 * 2049 // 2) * (2 * 8 + 5 * 4) + 20 * 10_001**2 * 8
-    # the message gives the bytes and each setting that alone fits: the most steps (checked against the formula)
-    # and, where they help, the largest d_eff and samples
-    with pytest.raises(InsufficientMemoryError, match=r"needs about .* GiB .*steps <= \d+") as err:
-        solve_dmft(Problem(d=16, kappa=1.0, kappa_star=0.5, alpha=1.0), steps=10_000, d_eff=2048)
+    # 10^4 steps at d_eff = 2048 would need ~3 TB: (T+1) samples D (8 + 4 + 4 + (channels + 1) x 4) bytes (the
+    # float64 errors, their float32 copy, the float32 GOE draws, the tangents and probes), with D = d_eff (d_eff + 1)
+    # / 2 the coordinates of a symmetric matrix
+    assert memory_bytes(10_000, 2048, 4, 4) == 10_001 * 4 * (2048 * 2049 // 2) * (8 + 4 + 4 + 5 * 4) + 20 * 10_001**2 * 8
+    # the message gives the bytes and each setting that alone fits: the compressed mode, the most steps (checked
+    # against the formula) and, where they help, the largest d_eff and samples
+    p = Problem(d=16, kappa=1.0, kappa_star=0.5, alpha=1.0)
+    with pytest.raises(InsufficientMemoryError, match=r"needs about .* GiB .*history='compressed' .*steps <= \d+") as err:
+        solve_dmft(p, steps=10_000, d_eff=2048, history="exact")
+    # the compressed mode (which auto picks here) does not fit either: its own bytes and settings
+    with pytest.raises(InsufficientMemoryError, match=r"compressed needs about .* GiB .*a smaller d_eff"):
+        with pytest.warns(RuntimeWarning, match="solving in the compressed mode"):
+            solve_dmft(p, steps=10_000, d_eff=2048)
     most = int(str(err.value).split("steps <= ")[1].split(";")[0].rstrip("."))
     from quadflow.runtime import available_bytes
     usable = 0.9 * available_bytes(torch.device("cpu"))

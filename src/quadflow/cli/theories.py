@@ -163,14 +163,17 @@ class DMFT:
     quadflow's ``RK4``,
     full batch or minibatches;
     for another optimiser, discrete GD at the run's step h (with the run's minibatches) is drawn, with a
-    warning naming what the curve does not describe. ``max_steps``: the DMFT's horizon, for runs longer than its
-    (steps+1)^2 kernels allow (None: the run's steps); the curve then covers the recorded steps up to it."""
+    warning naming what the curve does not describe. ``history``: ``"exact"``, ``"compressed"`` (the long-time
+    mode, O(log T) memory) or ``"auto"`` (exact where its (steps+1)^2 kernels fit, else compressed), and
+    ``resolution`` its block resolution (:func:`quadflow.theory.dmft.solve_dmft`). ``max_steps``: the DMFT's
+    horizon (None: the run's steps); the curve then covers the recorded steps up to it."""
 
     name = "dmft"
 
     def __init__(self, d_eff: int = 64, samples: int = 4, tol: float = 1e-4, max_iter: int = 60, seed: int = 0,
-                 window: int | None = None, max_steps: int | None = None):
-        from quadflow.theory.dmft import MIN_D_EFF, WINDOW
+                 window: int | None = None, max_steps: int | None = None, history: str = "auto",
+                 resolution: float = 0.2):
+        from quadflow.theory.dmft import HISTORIES, MIN_D_EFF, WINDOW
 
         window = WINDOW if window is None else window
         for key, value, low in (("d_eff", d_eff, MIN_D_EFF), ("samples", samples, 1), ("max_iter", max_iter, 1),
@@ -180,8 +183,13 @@ class DMFT:
                                  + (" or null (the run's steps)" if key == "max_steps" else ""))
         if not tol > 0:
             raise ValueError(f"theory.dmft.tol={tol!r} is out of range: allowed > 0")
+        if history not in HISTORIES:
+            raise ValueError(f"theory.dmft.history={history!r} is not a DMFT history: allowed "
+                             f"{', '.join(HISTORIES)}")
+        if isinstance(resolution, bool) or not isinstance(resolution, (int, float)) or not 0 <= resolution < 1:
+            raise ValueError(f"theory.dmft.resolution={resolution!r} is out of range: allowed [0, 1)")
         self.d_eff, self.samples, self.tol, self.max_iter, self.seed = d_eff, samples, tol, max_iter, seed
-        self.window, self.max_steps = window, max_steps
+        self.window, self.max_steps, self.history, self.resolution = window, max_steps, history, float(resolution)
 
     def horizon(self, steps: int) -> int:
         """The steps the DMFT solves for a run of ``steps`` steps."""
@@ -206,9 +214,11 @@ class DMFT:
         res = solve_dmft(p, h=run.h, steps=steps, d_eff=self.d_eff, samples=self.samples,
                          seed=self.seed, device=run.device, tol=self.tol, max_iter=self.max_iter,
                          window=self.window, noisy_test=run.noisy_test, optim=optim, batch_fraction=fraction,
+                         history=self.history, resolution=self.resolution,
                          callback=self._progress(run.progress, steps + 1))
         return Prediction(self.name, curves=_curves(res), summary={
             "horizon_steps": steps, "horizon_t": steps * run.h,
+            "history": "compressed" if res.method == "compressed" else "exact",
             "converged": bool(res.converged), "iterations": int(res.iterations),
             "residual": float(res.residuals[-1]) if len(res.residuals) else None,
             "windows_not_converged": sum(not w["converged"] for w in res.windows),

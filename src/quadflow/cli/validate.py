@@ -23,8 +23,8 @@ from quadflow.cli.build import ConfigError, build, build_callbacks, build_proble
 from quadflow.cli.schema import check_config
 from quadflow.models.objective import choose_route
 from quadflow.optim import rk4_settings
-from quadflow.runtime import (InsufficientMemoryError, available_bytes, check_fits, estimate_bytes, largest_fitting,
-                              require_bytes, resolve_device, resolve_precision)
+from quadflow.runtime import (InsufficientMemoryError, check_fits, estimate_bytes, largest_fitting,
+                              require_bytes, resolve_device, resolve_precision, usable_bytes)
 from quadflow.train import record_schedule
 from quadflow.train.batches import check_batch_size
 from quadflow.train.simulation import check_replicas
@@ -102,8 +102,11 @@ def check_theories_fit(theories: dict, steps: int, device: torch.device, minibat
     """Raise :class:`InsufficientMemoryError` when the DMFT among ``theories`` (``{name: component}``) would not fit
     on ``device`` at ``steps`` steps (:func:`quadflow.theory.dmft.solver.memory_bytes`, with solve_dmft's
     precision and tangent channels; ``minibatch``: the run draws minibatches; ``rows_per_step``: kernel rows per
-    step, 4 for RK4). Its (steps+1)^2 kernels need memory whatever its settings: when even the
-    smallest settings do not fit, the message gives the most steps that do."""
+    step, 4 for RK4). With ``theory.dmft.history`` auto or compressed, a full-batch run other than RK4 is solved
+    in the compressed mode where the exact one does not fit, and that mode's bytes are checked instead. The exact
+    mode's (steps+1)^2 kernels need memory whatever its settings: when even the smallest settings do not fit,
+    the message gives the most steps that do."""
+    from quadflow.theory.dmft.compressed import history_bytes
     from quadflow.theory.dmft.solver import MIN_D_EFF, memory_bytes, solve_dmft
     from quadflow.cli.theories import DMFT
 
@@ -111,14 +114,23 @@ def check_theories_fit(theories: dict, steps: int, device: torch.device, minibat
     if dmft is None:
         return
     channels = inspect.signature(solve_dmft).parameters["channels"].default
-    usable = 0.9 * available_bytes(device)  # require_bytes's margin
+    usable = usable_bytes(device)
     steps = dmft.horizon(steps)
     need = memory_bytes(rows_per_step * steps, dmft.d_eff, dmft.samples, channels, minibatch=minibatch)
+    compressible = not minibatch and rows_per_step == 1
+    if compressible and (dmft.history == "compressed" or (dmft.history == "auto" and need > usable)):
+        require_bytes(history_bytes(steps, dmft.d_eff, dmft.samples, channels, dmft.resolution), device,
+                      f"theory dmft over {steps} steps, compressed (d_eff={dmft.d_eff}, samples={dmft.samples})",
+                      ["fewer trainer.steps or theory.dmft.max_steps (its curves keep every step)",
+                       "a smaller theory.dmft.d_eff or theory.dmft.samples", "a larger theory.dmft.resolution"])
+        return
     if need <= usable:
         return
     fits = lambda t: memory_bytes(rows_per_step * t, dmft.d_eff, dmft.samples, channels,  # noqa: E731
                                   minibatch=minibatch) <= usable
     horizon = f"theory.dmft.max_steps={largest_fitting(fits, steps)} (the DMFT over the first steps only)"
+    if compressible:
+        horizon = f"theory.dmft.history=compressed (the long-time mode) or {horizon}"
     least = lambda t: memory_bytes(rows_per_step * t, MIN_D_EFF, 1, 1, minibatch=minibatch)  # noqa: E731
     if least(steps) > usable:
         raise InsufficientMemoryError(

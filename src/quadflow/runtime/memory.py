@@ -56,6 +56,11 @@ def available_bytes(device: torch.device) -> int:
     return 1 << 62  # unknown: do not block
 
 
+def usable_bytes(device: torch.device) -> float:
+    """The bytes a job may take on ``device``: 90 % of its free memory."""
+    return 0.9 * available_bytes(device)
+
+
 def largest_fitting(fits, high: int, low: int = 0) -> int:
     """The largest integer ``t`` in ``[low, high]`` with ``fits(t)`` (``fits`` true up to some t, false beyond;
     ``low`` when none fits)."""
@@ -73,10 +78,10 @@ def require_bytes(need: int, device: torch.device, what: str, options) -> None:
     setting must fit in), for options that take work to find.
     """
     free = available_bytes(device)
-    if need <= 0.9 * free:
+    if need <= usable_bytes(device):
         return
     if callable(options):
-        options = options(0.9 * free)
+        options = options(usable_bytes(device))
     raise InsufficientMemoryError(f"{what} needs about {_gib(need)} on {device} but only {_gib(free)} is free. "
                                   "Options: " + "; ".join(options) + ".")
 

@@ -62,12 +62,13 @@ from quadflow.problem import Problem
 
 @dataclass(frozen=True)
 class Draws:
-    """Frozen randomness of the effective process (all on one device and dtype).
+    """Frozen randomness of the effective process (all on one device).
 
-    s_star: (B, d, d) teachers ``W*^T W* / m_star``, ``W*`` i.i.d. N(0, 1).
-    w0: (B, m, d) initial weights, i.i.d. N(0, sigma0^2).
+    s_star: (B, d, d) teachers ``W*^T W* / m_star``, ``W*`` i.i.d. N(0, 1), in the process dtype.
+    w0: (B, m, d) initial weights, i.i.d. N(0, sigma0^2), in the process dtype.
     goe: (T + 1, B, D) GOE matrices (off-diagonal variance 1/d, diagonal 2/d) in the coordinates of
-        :class:`SymCoords` (``D = d(d+1)/2``).
+        :class:`SymCoords` (``D = d(d+1)/2``), in the dtype of the noise and memory sums (``SUM_DTYPE`` by
+        default).
     probes: (T, B, D) symmetric probes in the same coordinates, i.i.d. N(0, 1), exactly orthogonal across
         time (in blocks of D times when T > D).
     """
@@ -95,6 +96,7 @@ class SymCoords:
         i, j = torch.triu_indices(d, d, device=device)
         self.d, self.D = d, len(i)
         self.upper = i * d + j  # (D,) flat index of each coordinate's entry
+        self.lower = j * d + i  # (D,) flat index of its mirror entry
         self.diagonal = torch.nonzero(i == j).view(-1)  # (d,) the coordinates on the diagonal
         full = torch.empty(d * d, dtype=torch.long, device=device)
         full[i * d + j] = torch.arange(self.D, device=device)
@@ -112,25 +114,38 @@ class SymCoords:
         """(..., d, d) symmetric -> (..., D) coordinates (into ``out`` when given)."""
         return torch.mul(M.flatten(-2)[..., self.upper], self._scale_as(M.dtype), out=out)
 
+    def pack_symmetrised(self, M: torch.Tensor, scale: float = 1.0, out: torch.Tensor | None = None) -> torch.Tensor:
+        """(..., d, d) any square -> (..., D) coordinates of ``scale (M + M^T)`` (into ``out`` when given),
+        without forming ``M + M^T``."""
+        flat = M.flatten(-2)
+        both = flat[..., self.upper].add_(flat[..., self.lower])
+        return torch.mul(both, self._scale_as(M.dtype) * scale, out=out)
+
     def unpack(self, c: torch.Tensor) -> torch.Tensor:
         """(..., D) coordinates -> (..., d, d) symmetric matrices."""
         return (c / self._scale_as(c.dtype))[..., self.full].unflatten(-1, (self.d, self.d))
 
 
 def orthogonal_probes(steps: int, samples: int, d: int, g: torch.Generator, device, dtype) -> torch.Tensor:
-    """(steps, samples, D) probe coordinates: Haar-orthogonal directions of R^D scaled by sqrt(D), in blocks of
-    D times."""
+    """(steps, samples, D) probe coordinates in ``dtype``: Haar-orthogonal directions of R^D scaled by sqrt(D), in
+    blocks of D times. The Gaussians are drawn in float64 (one stream whatever ``dtype``) and orthogonalised in
+    ``dtype``."""
     D = d * (d + 1) // 2
-    blocks = []
+    out = torch.empty(steps, samples, D, dtype=dtype, device=device)
     for start in range(0, steps, D):
         width = min(D, steps - start)
-        gauss = torch.randn(samples, D, width, generator=g, device=device, dtype=dtype)
+        gauss = torch.randn(samples, D, width, generator=g, device=device, dtype=torch.float64).to(dtype)
         q, _ = torch.linalg.qr(gauss)
-        blocks.append(math.sqrt(D) * q)
-    return torch.cat(blocks, dim=2).permute(2, 0, 1).contiguous()
+        out[start:start + width] = q.permute(2, 0, 1).mul_(math.sqrt(D))
+    return out
 
 
 GOE_CHUNK = 256  # times per GOE draw: a multiple of 16, so chunked draws give the stream of a single one
+# The GOE draws behind the noise and the copy of the error history that the memory sums read are float32, whatever
+# the process dtype: ``U_k = L_k. G`` and ``sum_j K_kj E_j`` are then float32 products (relative error ~1e-6, far
+# below the kernels' O(1/d_eff) noise), reading half the bytes. ``C_e`` still comes from the float64 history:
+# ``C_r = A C_e A^T`` cancels about 1e3-fold, and a float32 ``C_e`` makes it indefinite.
+SUM_DTYPE = torch.float32  # the noise and memory sums (comment above)
 
 
 def goe(shape: tuple[int, ...], d: int, g: torch.Generator, device, dtype) -> torch.Tensor:
@@ -142,27 +157,35 @@ def goe(shape: tuple[int, ...], d: int, g: torch.Generator, device, dtype) -> to
     for start in range(0, shape[0], GOE_CHUNK):
         part = out[start:start + GOE_CHUNK]
         a = torch.randn(*part.shape[:-1], d, d, generator=g, device=device, dtype=torch.float64)
-        part.copy_(sym.pack(a.add_(a.mT.clone()).div_(math.sqrt(2.0 * d))))
+        part.copy_(sym.pack_symmetrised(a, 1.0 / math.sqrt(2.0 * d)))
     return out
 
 
+def starting_states(q: Problem, samples: int, seed: int, device: torch.device, dtype: torch.dtype):
+    """``(s_star, w0)``, (B, d, d) and (B, m, d) in ``dtype``: sample ``b`` has the teacher and initialisation of
+    ``quadflow.simulate`` at dimension ``q.d`` with seed ``seed + b``."""
+    seeds = [Seeds.from_master(seed + b) for b in range(samples)]
+    s_star = torch.stack([teacher_matrix(q, s.teacher) for s in seeds]).to(device, dtype)
+    w0 = torch.stack([initial_weights(q, s.init) for s in seeds]).to(device, dtype)
+    return s_star, w0
+
+
 def draw(q: Problem, steps: int, samples: int, seed: int, device: torch.device, dtype: torch.dtype,
-         probe_dtype: torch.dtype | None = None) -> Draws:
+         probe_dtype: torch.dtype | None = None, sum_dtype: torch.dtype = SUM_DTYPE) -> Draws:
     """Draw every random number of the effective process at dimension ``q.d`` from ``seed``, stored in
-    ``dtype`` (the probes in ``probe_dtype``, default ``dtype``: the dtype of the tangents they drive).
+    ``dtype`` (the probes in ``probe_dtype``, default ``dtype``: the dtype of the tangents they drive; the GOE
+    draws in ``sum_dtype``, the dtype the process's noise and memory sums then run in).
 
     Sample ``b`` has the teacher and initialisation of ``quadflow.simulate`` (and
     ``solve_population``) at dimension ``q.d`` with seed ``seed + b``; the GOE
     draws and the probes come from their own streams.
     """
-    seeds = [Seeds.from_master(seed + b) for b in range(samples)]
-    s_star = torch.stack([teacher_matrix(q, s.teacher) for s in seeds]).to(device, dtype)
-    w0 = torch.stack([initial_weights(q, s.init) for s in seeds]).to(device, dtype)
+    s_star, w0 = starting_states(q, samples, seed, device, dtype)
     g_noise, g_probe = (generator(seed, counter, device) for counter in (101, 102))
-    # drawn in float64 and stored in dtype: a float32 process sees the same realisation as a float64 one
-    noise = goe((steps + 1, samples), q.d, g_noise, device, dtype)
+    # drawn in float64 and stored in SUM_DTYPE: a float32 process sees the same realisation as a float64 one
+    noise = goe((steps + 1, samples), q.d, g_noise, device, sum_dtype)
     return Draws(s_star=s_star, w0=w0, goe=noise,
-                 probes=orthogonal_probes(steps, samples, q.d, g_probe, device, torch.float64).to(probe_dtype or dtype))
+                 probes=orthogonal_probes(steps, samples, q.d, g_probe, device, probe_dtype or dtype))
 
 
 @dataclass
@@ -182,18 +205,14 @@ class PassResult:
     E: torch.Tensor | None = None
 
 
-class EffectiveProcess:
-    """The effective process and its tangent(s), run window by window on its frozen draws.
-
-    The process up to step k depends on the kernels ``K`` and ``L`` up to row k only (causality). A
-    window ``[done, stop)`` is run from the states at step ``done`` (:meth:`run`, as often as the kernel
-    iteration needs) and then frozen (:meth:`freeze`): its rows of the history, of ``C_e`` and of ``R``
-    stay, and the next window starts from the states at ``stop``. One window ``[0, T+1)`` is the plain
-    full pass (:func:`run_pass`); with a ``fill`` hook, one window ``[0, T+1)`` is the marching solve, each
-    step's kernel row written just before the step uses it.
+class EffectiveStep:
+    """One step of the effective process and its tangent(s), with no history: :meth:`observe` reads ``E_k`` and
+    ``dS_k`` off the states, :meth:`advance` takes the step under a given field ``Gamma_k`` and its tangents.
+    :class:`EffectiveProcess` adds the histories, the kernels and the exact sums over the past;
+    :mod:`quadflow.theory.dmft.compressed` its compressed sums.
 
     Args:
-        draws: frozen randomness (T steps, B samples, width m, dimension d).
+        s_star: (B, d, d) teachers; w0: (B, m, d) initial weights (their dtype is the process's).
         alpha, h, lam: sample ratio, step size (the default ``lr``), l2 strength.
         lr, momentum, dampening, nesterov: the parameter update, ``torch.optim.SGD``'s semantics on the
             effective gradient (module docstring); ``lr`` None is ``h``, ``momentum`` 0 is plain GD.
@@ -206,101 +225,42 @@ class EffectiveProcess:
         channels: number P of tangents; tangent c receives the probes of the times
             j = c mod P only, so the estimate of column j of R picks up cross terms
             from T/P injections instead of T (cost: P tangents).
-        spectrum_steps: steps at which the eigenvalues of S are kept.
-        block: the memory and noise sums over the past are one matrix product per block of this many
-            steps (the in-block part is a short vector product per step); 1 when marching.
-        kernel_dtype: dtype of ``C_e`` and ``R`` (default the draws' dtype). The process runs in the
-            draws' dtype; the kernels ``K``, ``L`` it is given are cast to it, and its products for ``C_e`` and
-            ``R`` are accumulated in it, then stored in ``kernel_dtype``.
-        tangent_dtype: dtype of the tangents, their history and the probes (default the draws' dtype). The
-            tangents are linear in the probes and enter only through the Hutchinson estimate of ``R``, whose
-            relative noise is ``O(1/d)``, so float32 round-off (``1e-7``) is far below it; the process itself
-            keeps the draws' dtype (its noise ``U = L G`` needs float64, docs/benchmarks.md).
+        spectrum_steps: steps at which the eigenvalues of S are kept (in ``spectra``).
+        tangent_dtype: dtype of the tangents (default the process dtype). The tangents are linear in the probes
+            and enter only through the Hutchinson estimate of ``R``, whose relative noise is ``O(1/d)``, so
+            float32 round-off (``1e-7``) is far below it.
 
-    Attributes (per sample, over steps 0..T): ``C_e``, ``R`` (B, T+1, T+1), filled in rows ``[0, stop)``
-    of the last run; ``hist_e`` (T+1, B, D): the errors ``E_k``, and ``hist_t`` (T+1, B, P, D): ``dS_k`` of each
-    tangent, both in :class:`SymCoords` coordinates (``D = d(d+1)/2``). With momentum, the state at step ``done`` also holds the momentum buffer ``V`` (B, m, d)
-    and its tangents ``dV`` (B, m, P, d) (None before the first step); with Adam, the moments ``m``, ``v``
-    (B, m, d) and their tangents (B, m, P, d) in the same places (``buf``, ``sq``; ``dbuf``, ``dsq``); with RK4,
-    the step's start and the sum of its slopes (None at a step's first point).
-
-    Cost of a window of w rows ending at b: O(w m d^2 B (2 + 3P)) for the step products, O(w b d^2 B (1 + P))
-    for memory, noise, C_e and R (as products of w rows; one row per step when marching).
+    Attributes: ``w``, ``dw`` (B, m, d), (B, m, P, d): the states where the next window starts. With momentum,
+    the state also holds the momentum buffer ``V`` (B, m, d) and its tangents ``dV`` (B, m, P, d) (None before
+    the first step); with Adam, the moments ``m``, ``v`` (B, m, d) and their tangents (B, m, P, d) in the same
+    places (``buf``, ``sq``; ``dbuf``, ``dsq``); with RK4, the step's start and the sum of its slopes (None at a
+    step's first point).
     """
 
-    def __init__(self, draws: Draws, *, alpha: float, h: float, lam: float, lr: float | None = None,
-                 momentum: float = 0.0, dampening: float = 0.0, nesterov: bool = False,
+    def __init__(self, s_star: torch.Tensor, w0: torch.Tensor, *, alpha: float, h: float, lam: float,
+                 lr: float | None = None, momentum: float = 0.0, dampening: float = 0.0, nesterov: bool = False,
                  betas: tuple[float, float] | None = None, eps: float = 1e-8, weight_decay: float = 0.0,
-                 bias_correction: bool = True, rk4: bool = False, channels: int = 1, spectrum_steps=(), block: int = 32, kernel_dtype: torch.dtype | None = None,
+                 bias_correction: bool = True, rk4: bool = False, channels: int = 1, spectrum_steps=(),
                  tangent_dtype: torch.dtype | None = None):
-        T, B, m, d = draws.shape
+        B, m, d = w0.shape
         if betas is not None and momentum != 0:
             raise ValueError(f"momentum={momentum!r} with betas={betas!r}: allowed momentum 0 for Adam")
         if rk4 and (betas is not None or momentum != 0):
             raise ValueError("rk4=True with momentum or betas: RK4 has no optimiser state beyond its stages")
-        self.draws, self.alpha, self.h, self.lam, self.P, self.block = draws, alpha, h, lam, channels, block
+        self.s_star, self.alpha, self.h, self.lam, self.P = s_star, alpha, h, lam, channels
         self.lr = h if lr is None else lr
         self.momentum, self.dampening, self.nesterov = momentum, dampening, nesterov
         self.betas, self.eps, self.weight_decay, self.bias_correction = betas, eps, weight_decay, bias_correction
         self.rk4 = rk4
         self.spectrum_steps = frozenset(int(s) for s in spectrum_steps)
-        dev, td = draws.w0.device, tangent_dtype or draws.w0.dtype
-        self.probes = draws.probes.to(td)  # no copy when the draws hold them in td
+        dev = w0.device
+        self.tangent_dtype = tangent_dtype or w0.dtype
         self.sym = SymCoords(d, dev)
-        self.eye = torch.eye(d, dtype=draws.w0.dtype, device=dev)
+        self.eye = torch.eye(d, dtype=w0.dtype, device=dev)
         self.shrink = (1.0 - 2.0 * self.lr * lam) * self.eye  # GD's step map without Gamma
-        self.hist_e = draws.w0.new_empty(T + 1, B, self.sym.D)
-        self.hist_t = torch.empty(T + 1, B, channels, self.sym.D, dtype=td, device=dev)
-        self.C_e = torch.zeros(B, T + 1, T + 1, dtype=kernel_dtype or draws.w0.dtype, device=dev)
-        self.R = torch.zeros_like(self.C_e)
         self.spectra: dict = {}
-        self.done = 0  # rows [0, done) are frozen; w, dw and the optimiser's states are those at step done
-        self.w, self.dw = draws.w0, torch.zeros(B, m, channels, d, dtype=td, device=dev)
+        self.w, self.dw = w0, torch.zeros(B, m, channels, d, dtype=self.tangent_dtype, device=dev)
         self.buf = self.dbuf = self.sq = self.dsq = None
-        self._next = None
-
-    def run(self, K: torch.Tensor, L: torch.Tensor, stop: int, fill=None) -> None:
-        """Run steps ``done .. stop-1`` under the rows ``[done, stop)`` of ``K`` (strictly lower memory kernel)
-        and ``L`` (lower factor of C_r, ``U = L @ G / sqrt(4 alpha)``); both (>= stop, >= stop). Fills those
-        rows of ``hist_e``, ``hist_t``, ``C_e`` (and its mirror columns) and ``R``; the frozen rows are not
-        touched.
-
-        ``fill``: ``fill(k)`` is called once ``E_k``, ``dS_k`` and their kernel rows ``C_e[:, k]``, ``R[:, k]``
-        exist, before the step from k, and must write row k of ``K`` and ``L`` (the marching solve: that row
-        depends on the process up to k only). The steps then run one at a time, each summing its memory and
-        noise over the whole past; without ``fill`` they run in blocks of ``block`` steps whose sums over the
-        steps before the block are one matrix product each (the step itself: :meth:`observe`, :meth:`advance`)."""
-        T, B, m, d = self.draws.shape
-        a, P = self.done, self.P
-        block = 1 if fill is not None else self.block
-        hist_e, hist_t = self.hist_e, self.hist_t
-        de, dt, D = hist_e.dtype, hist_t.dtype, self.sym.D
-        flat_e, flat_t = hist_e.view(T + 1, B * D), hist_t.view(T + 1, B * P * D)
-        goe = self.draws.goe.view(T + 1, B * D)
-        state = (self.w, self.dw, self.buf, self.dbuf, self.sq, self.dsq)
-        for k in range(a, stop):
-            self.observe(k, state, hist_e[k], hist_t[k])
-            if fill is not None:
-                self._kernel_rows(k, k + 1)
-                fill(k)
-            if k == T:
-                break
-            if (k - a) % block == 0:  # the block's sums over the steps before it, and its noise
-                start, end = k, min(k + block, stop)
-                past_e = (K[start:end, :start].to(de) @ flat_e[:start]).view(end - start, B, D)
-                past_t = (K[start:end, :start].to(dt) @ flat_t[:start]).view(end - start, B, P, D)
-                noise = (L[start:end, :end].to(de) @ goe[:end]).mul_(1.0 / math.sqrt(4.0 * self.alpha))
-                noise = noise.view(end - start, B, D)
-            gamma = past_e[k - start].sub(hist_e[k]).add_(noise[k - start])
-            dgamma = past_t[k - start].sub(hist_t[k])
-            if k > start:  # memory within the block
-                gamma += (K[k, start:k].to(de) @ flat_e[start:k]).view(B, D)
-                dgamma += (K[k, start:k].to(dt) @ flat_t[start:k]).view(B, P, D)
-            dgamma[:, k % P] += self.probes[k]
-            state = self.advance(k, state, gamma, dgamma)
-        self._next = (stop, *state)
-        if fill is None:
-            self._kernel_rows(a, stop)
 
     def observe(self, k: int, state: tuple, out_e: torch.Tensor, out_t: torch.Tensor) -> None:
         """Write ``E_k = W^T W / m - S*`` (B, D) into ``out_e`` and the tangents' ``dS_k`` (B, P, D) into ``out_t``,
@@ -308,12 +268,12 @@ class EffectiveProcess:
         it); keep the eigenvalues of S at the spectrum steps."""
         w, dw = state[0], state[1]
         B, m, d = w.shape
-        e_k = torch.baddbmm(self.draws.s_star, w.mT, w, beta=-1.0, alpha=1.0 / m)
+        e_k = torch.baddbmm(self.s_star, w.mT, w, beta=-1.0, alpha=1.0 / m)
         self.sym.pack(e_k, out=out_e)
         ds = (dw.view(B, m, self.P * d).mT @ w.to(dw.dtype)).view(B, self.P, d, d)
-        self.sym.pack(ds.add(ds.mT), out=out_t).div_(m)
+        self.sym.pack_symmetrised(ds, 1.0 / m, out=out_t)
         if k in self.spectrum_steps:
-            self.spectra[k] = torch.linalg.eigvalsh(e_k + self.draws.s_star)
+            self.spectra[k] = torch.linalg.eigvalsh(e_k + self.s_star)
 
     def advance(self, k: int, state: tuple, gamma: torch.Tensor, dgamma: torch.Tensor) -> tuple:
         """The step from k: ``state`` ``(W, dW, buf, dbuf, sq, dsq)`` at step k to the one at k + 1, under the field
@@ -400,6 +360,97 @@ class EffectiveProcess:
         du = (dm1 / c1).div_(den.unsqueeze(2).to(dt)).sub_(dm2.mul(cross.unsqueeze(2).to(dt)))
         keep = 1.0 - lr * self.weight_decay
         return w.mul(keep).sub_(mh / den, alpha=lr), dw.mul(keep).sub_(du, alpha=lr), m1, dm1, m2, dm2
+
+class EffectiveProcess(EffectiveStep):
+    """The effective process and its tangent(s), run window by window on its frozen draws.
+
+    The process up to step k depends on the kernels ``K`` and ``L`` up to row k only (causality). A
+    window ``[done, stop)`` is run from the states at step ``done`` (:meth:`run`, as often as the kernel
+    iteration needs) and then frozen (:meth:`freeze`): its rows of the history, of ``C_e`` and of ``R``
+    stay, and the next window starts from the states at ``stop``. One window ``[0, T+1)`` is the plain
+    full pass (:func:`run_pass`); with a ``fill`` hook, one window ``[0, T+1)`` is the marching solve, each
+    step's kernel row written just before the step uses it.
+
+    Args:
+        draws: frozen randomness (T steps, B samples, width m, dimension d).
+        block: the memory and noise sums over the past are one matrix product per block of this many
+            steps (the in-block part is a short vector product per step); 1 when marching.
+        kernel_dtype: dtype of ``C_e`` and ``R`` (default the draws' dtype). The process runs in the
+            draws' dtype; the kernels ``K``, ``L`` it is given are cast to it, and its products for ``C_e`` and
+            ``R`` are accumulated in it, then stored in ``kernel_dtype``.
+        tangent_dtype: also the dtype of the tangents' history and of the probes; the process itself keeps the
+            draws' dtype (its ``C_e`` needs float64, see ``SUM_DTYPE``).
+        the others: :class:`EffectiveStep`'s.
+
+    Attributes (per sample, over steps 0..T): ``C_e``, ``R`` (B, T+1, T+1), filled in rows ``[0, stop)``
+    of the last run; ``hist_e`` (T+1, B, D): the errors ``E_k`` (``hist_m``: the same in the GOE draws' dtype, what the
+    memory sums read), and ``hist_t`` (T+1, B, P, D): ``dS_k`` of each tangent, all in :class:`SymCoords`
+    coordinates (``D = d(d+1)/2``); the states at step ``done`` (:class:`EffectiveStep`).
+
+    Cost of a window of w rows ending at b: O(w m d^2 B (2 + 3P)) for the step products, O(w b d^2 B (1 + P))
+    for memory, noise, C_e and R (as products of w rows; one row per step when marching).
+    """
+
+    def __init__(self, draws: Draws, *, block: int = 32, kernel_dtype: torch.dtype | None = None, **step):
+        super().__init__(draws.s_star, draws.w0, **step)
+        T, B, m, d = draws.shape
+        dev, td = draws.w0.device, self.tangent_dtype
+        self.draws, self.block = draws, block
+        self.probes = draws.probes.to(td)  # no copy when the draws hold them in td
+        self.hist_e = draws.w0.new_empty(T + 1, B, self.sym.D)
+        sums = draws.goe.dtype  # the dtype of the noise and memory sums
+        self.hist_m = self.hist_e if self.hist_e.dtype == sums else torch.empty(T + 1, B, self.sym.D, dtype=sums,
+                                                                                 device=dev)
+        self.hist_t = torch.empty(T + 1, B, self.P, self.sym.D, dtype=td, device=dev)
+        self.C_e = torch.zeros(B, T + 1, T + 1, dtype=kernel_dtype or draws.w0.dtype, device=dev)
+        self.R = torch.zeros_like(self.C_e)
+        self.done = 0  # rows [0, done) are frozen; w, dw and the optimiser's states are those at step done
+        self._next = None
+
+    def run(self, K: torch.Tensor, L: torch.Tensor, stop: int, fill=None) -> None:
+        """Run steps ``done .. stop-1`` under the rows ``[done, stop)`` of ``K`` (strictly lower memory kernel)
+        and ``L`` (lower factor of C_r, ``U = L @ G / sqrt(4 alpha)``); both (>= stop, >= stop). Fills those
+        rows of ``hist_e``, ``hist_t``, ``C_e`` (and its mirror columns) and ``R``; the frozen rows are not
+        touched.
+
+        ``fill``: ``fill(k)`` is called once ``E_k``, ``dS_k`` and their kernel rows ``C_e[:, k]``, ``R[:, k]``
+        exist, before the step from k, and must write row k of ``K`` and ``L`` (the marching solve: that row
+        depends on the process up to k only). The steps then run one at a time, each summing its memory and
+        noise over the whole past; without ``fill`` they run in blocks of ``block`` steps whose sums over the
+        steps before the block are one matrix product each (the step itself: :meth:`observe`, :meth:`advance`)."""
+        T, B, m, d = self.draws.shape
+        a, P = self.done, self.P
+        block = 1 if fill is not None else self.block
+        hist_e, hist_t = self.hist_e, self.hist_t
+        de, dm, dt, D = hist_e.dtype, self.hist_m.dtype, hist_t.dtype, self.sym.D
+        flat_e, flat_t = self.hist_m.view(T + 1, B * D), hist_t.view(T + 1, B * P * D)
+        goe = self.draws.goe.view(T + 1, B * D)
+        state = (self.w, self.dw, self.buf, self.dbuf, self.sq, self.dsq)
+        for k in range(a, stop):
+            self.observe(k, state, hist_e[k], hist_t[k])
+            if self.hist_m is not hist_e:
+                self.hist_m[k].copy_(hist_e[k])
+            if fill is not None:
+                self._kernel_rows(k, k + 1)
+                fill(k)
+            if k == T:
+                break
+            if (k - a) % block == 0:  # the block's sums over the steps before it, and its noise
+                start, end = k, min(k + block, stop)
+                past_e = (K[start:end, :start].to(dm) @ flat_e[:start]).view(end - start, B, D)
+                past_t = (K[start:end, :start].to(dt) @ flat_t[:start]).view(end - start, B, P, D)
+                noise = (L[start:end, :end].to(goe.dtype) @ goe[:end]).mul_(1.0 / math.sqrt(4.0 * self.alpha))
+                noise = noise.view(end - start, B, D)
+            gamma = past_e[k - start].to(de).sub_(hist_e[k]).add_(noise[k - start])
+            dgamma = past_t[k - start].sub(hist_t[k])
+            if k > start:  # memory within the block
+                gamma += (K[k, start:k].to(dm) @ flat_e[start:k]).view(B, D)
+                dgamma += (K[k, start:k].to(dt) @ flat_t[start:k]).view(B, P, D)
+            dgamma[:, k % P] += self.probes[k]
+            state = self.advance(k, state, gamma, dgamma)
+        self._next = (stop, *state)
+        if fill is None:
+            self._kernel_rows(a, stop)
 
     def _kernel_rows(self, a: int, b: int) -> None:
         """Rows ``[a, b)`` of the per-sample ``C_e`` (columns ``[0, b)``, mirrored) and ``R`` (strictly lower)."""

@@ -29,9 +29,11 @@ import torch
 from quadflow.optim import dmft_update, gd_mismatch, optimizer_factory
 from quadflow.problem import H_MAX, Problem, Ratios, as_ratios, check_domain
 from quadflow.runtime.device import resolve_device
-from quadflow.runtime.memory import largest_fitting, require_bytes
+from quadflow.runtime.memory import largest_fitting, require_bytes, usable_bytes
+from quadflow.theory.dmft.compressed import history_bytes as compressed_bytes
+from quadflow.theory.dmft.compressed import solve_compressed
 from quadflow.theory.dmft.kernels import Selection, row_change, sample_rows, sample_side
-from quadflow.theory.dmft.process import EffectiveProcess, draw
+from quadflow.theory.dmft.process import SUM_DTYPE, EffectiveProcess, draw
 from quadflow.theory.results import CURVES, DMFTResult
 
 MIN_D_EFF = 8  # smallest d_eff accepted: the kernel estimates are unstable below it
@@ -41,6 +43,8 @@ FALLBACK_DAMPING = 0.5
 WINDOW = 1  # steps per causal window; 1 marches in one exact pass (docs/benchmarks.md: 1.6x faster than 25 at d_eff 64, T 400)
 METHODS = ("march", "windows")  # the solve methods of solve_dmft
 WINDOWS_WIDTH = 25  # default window of method="windows" (6-7 iterations per window)
+HISTORIES = ("auto", "exact", "compressed")  # the history modes of solve_dmft
+RESOLUTION = 0.2  # default block resolution of the compressed history (docs/validation.md)
 
 
 class _Unset:
@@ -110,28 +114,50 @@ def _update(optim, h: float) -> dict:
 def memory_bytes(steps: int, d_eff: int, samples: int, channels: int, itemsize: int = 8,
                  kernel_itemsize: int = 8, tangent_itemsize: int = 4, minibatch: bool = False) -> int:
     """Peak bytes of a solve. Per (T+1) x samples x D numbers (``T = steps``, ``D = d_eff(d_eff+1)/2``, the
-    histories are kept in the coordinates of Sym(d_eff)): the error history and the GOE draws in the process
-    dtype (``itemsize`` bytes), the tangent histories (``channels``) and the probes in the tangent dtype
-    (``tangent_itemsize``); plus the per-sample and mean (T+1) x (T+1) kernels (``kernel_itemsize``), two more
-    with ``minibatch`` (the selection moments)."""
+    histories are kept in the coordinates of Sym(d_eff)): the error history in the process dtype (``itemsize``
+    bytes) and its float32 copy for the memory sums (none when the process is float32), the GOE draws in
+    float32, the tangent histories (``channels``) and the probes in the tangent dtype (``tangent_itemsize``);
+    plus the per-sample and mean (T+1) x (T+1) kernels (``kernel_itemsize``), two more with ``minibatch`` (the
+    selection moments)."""
     per_buffer = (steps + 1) * samples * (d_eff * (d_eff + 1) // 2)
-    process = per_buffer * (2 * itemsize + (channels + 1) * tangent_itemsize)
+    low = torch.empty((), dtype=SUM_DTYPE).element_size()  # the noise and memory copies (SUM_DTYPE)
+    errors = itemsize + (low if itemsize != low else 0)
+    process = per_buffer * (errors + low + (channels + 1) * tangent_itemsize)
     return process + (2 * samples + 12 + 2 * minibatch) * (steps + 1) ** 2 * kernel_itemsize
 
 
-def _fitting(usable: float, need, stages: int, steps: int, d_eff: int, samples: int) -> list[str]:
+def _fitting(usable: float, need, stages: int, steps: int, d_eff: int, samples: int,
+             compressed: bool = False) -> list[str]:
     """The settings that each alone make a solve fit in ``usable`` bytes (``need(rows, d_eff, samples)``: its
-    bytes): the most steps, the largest d_eff and the most samples that fit; the (T+1)^2 kernels need memory
-    whatever d_eff and samples, so those two are named only where they can help."""
-    out = [f"steps <= {largest_fitting(lambda t: need(stages * t, d_eff, samples) <= usable, steps, 1)}"]
+    bytes): the compressed mode where it applies, the most steps, the largest d_eff and the most samples that
+    fit; the (T+1)^2 kernels need memory whatever d_eff and samples, so those two are named only where they
+    can help."""
+    out = ["history='compressed' (the long-time mode)"] if compressed else []
+    out.append(f"steps <= {largest_fitting(lambda t: need(stages * t, d_eff, samples) <= usable, steps, 1)}")
     if need(stages * steps, MIN_D_EFF, samples) <= usable:
         out.append(f"d_eff <= {largest_fitting(lambda d: need(stages * steps, d, samples) <= usable, d_eff, MIN_D_EFF)}")
     if need(stages * steps, d_eff, 1) <= usable:
         out.append(f"samples <= {largest_fitting(lambda b: need(stages * steps, d_eff, b) <= usable, samples, 1)}")
-    if len(out) == 1:
-        out[0] += (f" (the (steps+1)^2 kernels alone need about {need(stages * steps, MIN_D_EFF, 1) / 2**30:.3g} "
+    if len(out) == 1 + compressed:
+        out[-1] += (f" (the (steps+1)^2 kernels alone need about {need(stages * steps, MIN_D_EFF, 1) / 2**30:.3g} "
                    "GiB, whatever d_eff and samples)")
     return out
+
+
+def _check_compressed(history: str, resolution, update: dict, batch_fraction: float, method: str,
+                      save_kernels, return_kernels: bool) -> str:
+    """Check ``history`` and ``resolution``; return what of the other settings the compressed mode does not take
+    (empty when it takes them all)."""
+    if history not in HISTORIES:
+        raise ValueError(f"history={history!r} is not a DMFT history: allowed {', '.join(map(repr, HISTORIES))}")
+    if isinstance(resolution, bool) or not isinstance(resolution, (int, float)) or not 0 <= resolution < 1:
+        raise ValueError(f"resolution={resolution!r} is out of range: allowed [0, 1) (the compressed history's "
+                         "largest block width relative to its age and start time)")
+    found = [name for name, bad in (("batch_fraction < 1", batch_fraction < 1), ("RK4", update.get("rk4", False)),
+                                    ("method='windows'", method != "march"),
+                                    ("save_kernels", save_kernels is not None), ("return_kernels", return_kernels))
+             if bad]
+    return ", ".join(found)
 
 
 def _check_stable(C_e: torch.Tensor, rows, a: int, h: float, stages: int = 1) -> None:
@@ -291,7 +317,7 @@ def solve_dmft(p: Ratios | Problem, h: float = 0.05, steps: int = 400, d_eff: in
                max_iter: int = 60, damping: float = 0.0, window: int | None = _UNSET, spectrum_steps=(),
                callback=None, save_kernels: str | None = None, return_kernels: bool = False,
                noisy_test: bool = False, delta: float | None = None, optim=None, batch_fraction: float = 1.0,
-               method: str | None = None) -> DMFTResult:
+               method: str | None = None, history: str = "auto", resolution: float = RESOLUTION) -> DMFTResult:
     """Solve the discrete-time DMFT of GD ``W <- W + 2h (W Gamma - lam W)`` (or of ``optim``) for ``steps`` steps.
 
     Args:
@@ -346,6 +372,14 @@ def solve_dmft(p: Ratios | Problem, h: float = 0.05, steps: int = 400, d_eff: in
         window: steps per causal window of ``method="windows"`` (default 25; None: one window over all
             steps, the plain fixed-point iteration, 11-13 iterations). Without ``method``, ``window=1`` (the
             default) marches and any other window iterates windows of that width.
+        history: ``"exact"``: the (T+1) x (T+1) kernels and the whole history, read at every step (O(T^2) time
+            and memory; what the other arguments describe). ``"compressed"``: the long-time mode
+            (:mod:`quadflow.theory.dmft.compressed`): the noise realised from a reservoir of samples and the
+            history merged into blocks, O(T log T) time and O(log T) memory, for full-batch updates other than
+            RK4; its ``stderr`` is the copies' spread, and it has no kernels. ``"auto"`` (the default): exact
+            when its buffers fit in memory, else compressed, with a warning saying so.
+        resolution: the compressed mode's largest block width relative to its age and its start time (>= 0;
+            0 keeps every step; the error it adds against 0 is measured in docs/validation.md).
         spectrum_steps: steps at which to return the eigenvalues of S (all samples pooled).
         callback: ``callback(iteration, residual, solved)`` after every iteration: its number over the
             whole solve, the residual of its window, and the number of steps converged so far (the window's
@@ -388,11 +422,28 @@ def solve_dmft(p: Ratios | Problem, h: float = 0.05, steps: int = 400, d_eff: in
     rows = stages * steps
     need = functools.partial(memory_bytes, channels=channels, itemsize=size(dtype),
                              tangent_itemsize=size(tangent_dtype), minibatch=batch_fraction < 1)
-    require_bytes(need(rows, d_eff, samples), dev, f"solve_dmft (steps={steps}, d_eff={d_eff}, samples={samples})",
-                  functools.partial(_fitting, need=need, stages=stages, steps=steps, d_eff=d_eff, samples=samples))
     delta = 1.0 / (2.0 * p.alpha) if delta is None else float(delta)
     if not delta > 0:
         raise ValueError(f"delta must be > 0, got {delta!r}")
+    label = f"solve_dmft (steps={steps}, d_eff={d_eff}, samples={samples})"
+    unsupported = _check_compressed(history, resolution, update, batch_fraction, method, save_kernels, return_kernels)
+    if history == "auto" and not unsupported and need(rows, d_eff, samples) > usable_bytes(dev):
+        warnings.warn(f"{label}: the exact history needs {need(rows, d_eff, samples) / 2**30:.3g} GiB, more than "
+                      f"this device has; solving in the compressed mode (history='compressed', resolution="
+                      f"{resolution:g})", RuntimeWarning, stacklevel=2)
+        history = "compressed"
+    if history == "compressed":
+        if unsupported:
+            raise ValueError(f"history='compressed' does not take {unsupported}: allowed full-batch updates other "
+                             "than RK4, method 'march' and no kernels")
+        require_bytes(compressed_bytes(steps, d_eff, samples, channels, resolution), dev, label + " compressed",
+                      ["fewer steps (the curves keep every step)", "a smaller d_eff", "fewer samples or channels",
+                       "a larger resolution"])
+        return solve_compressed(p, h, steps, d_eff, samples, seed, channels, resolution, dev, dtype, tangent_dtype,
+                                update, delta, noisy_test, spectrum_steps, callback)
+    require_bytes(need(rows, d_eff, samples), dev, label,
+                  functools.partial(_fitting, need=need, stages=stages, steps=steps, d_eff=d_eff, samples=samples,
+                                    compressed=not unsupported))
     kd = torch.float64
     proc = EffectiveProcess(draw(p.at(d_eff), rows, samples, seed, dev, dtype, probe_dtype=tangent_dtype),
                             alpha=p.alpha, h=h, lam=p.lam, channels=channels,
