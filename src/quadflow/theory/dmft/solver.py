@@ -77,9 +77,6 @@ def _check(h, steps, d_eff, samples, channels, tol, max_iter, damping, spectrum_
     if d_eff < WARN_D_EFF:
         warnings.warn(f"d_eff={d_eff} is small: kernels carry O(1/d_eff) finite-size bias and "
                       f"O(1/(d_eff sqrt(samples))) noise; use d_eff >= {WARN_D_EFF}", RuntimeWarning, stacklevel=3)
-    if steps > d_eff * (d_eff + 1) // 2:
-        warnings.warn(f"steps={steps} exceeds D = d_eff(d_eff+1)/2: probes are orthogonal only in blocks, "
-                      "R is noisier; increase d_eff", RuntimeWarning, stacklevel=3)
 
 
 def _update(optim, h: float) -> dict:
@@ -349,10 +346,10 @@ def solve_dmft(p: Ratios | Problem, h: float = 0.05, steps: int = 400, d_eff: in
             initialisation with ``simulate``/``solve_population`` at d_eff and seed + b.
         device: torch device (``cpu``, ``cuda``, ``auto``).
         dtype: dtype of the effective process and its draws. The kernels (C_e, R, C_r, K, the Cholesky
-            factor) are float64 either way. float32 is not accurate enough: the noise realisation
-            ``U = L G`` sums large terms of both signs (C_r is nearly singular), so float32 round-off
-            leaves a residual floor near 3e-3 and moves the curves by up to 3 jackknife errors
-            (docs/benchmarks.md).
+            factor) are float64 either way, and the noise and memory sums float32 (their round-off, 1e-6
+            relative, is far below the kernels' noise). A float32 process is not accurate enough: ``C_e`` from
+            float32 errors makes ``C_r = A C_e A^T`` (a 1e3-fold cancellation) indefinite, and the windows
+            iteration keeps a residual floor near 3e-3 (docs/benchmarks.md).
         tangent_dtype: dtype of the tangents (and their probes) that estimate the response R. float32 by
             default: R is a Hutchinson estimate with relative noise O(1/d_eff), far above float32 round-off,
             and the curves move by at most a few hundredths of their jackknife error against float64
@@ -444,6 +441,9 @@ def solve_dmft(p: Ratios | Problem, h: float = 0.05, steps: int = 400, d_eff: in
     require_bytes(need(rows, d_eff, samples), dev, label,
                   functools.partial(_fitting, need=need, stages=stages, steps=steps, d_eff=d_eff, samples=samples,
                                     compressed=not unsupported))
+    if rows > d_eff * (d_eff + 1) // 2:
+        warnings.warn(f"steps={steps} exceeds D = d_eff(d_eff+1)/2: probes are orthogonal only in blocks, "
+                      "R is noisier; increase d_eff", RuntimeWarning, stacklevel=2)
     kd = torch.float64
     proc = EffectiveProcess(draw(p.at(d_eff), rows, samples, seed, dev, dtype, probe_dtype=tangent_dtype),
                             alpha=p.alpha, h=h, lam=p.lam, channels=channels,
