@@ -16,6 +16,13 @@ import numpy as np
 CURVES = ("mse", "test_error", "train_loss", "in_sample_error", "trace", "loss_reg")  # the curves of every solver
 
 
+def theory_curves(mse, train_loss, in_sample_error, trace, lam: float, Delta: float, noisy_test: bool) -> dict:
+    """The ``CURVES`` from the four measured ones (arrays or tensors of one shape): ``test_error = 2 mse`` (+ Delta
+    with ``noisy_test``) and ``loss_reg = train_loss + lam trace``, the objective GD descends per unit of ``m d``."""
+    return {"mse": mse, "test_error": 2 * mse + (Delta if noisy_test else 0.0), "train_loss": train_loss,
+            "in_sample_error": in_sample_error, "trace": trace, "loss_reg": train_loss + lam * trace}
+
+
 @dataclass(eq=False, kw_only=True)
 class Curves(Mapping):
     """The time grid and the metric curves, each of shape ``(records,)``.

@@ -43,13 +43,12 @@ import torch
 
 from quadflow.data import generator
 from quadflow.problem import Ratios
-from quadflow.theory.dmft.process import EffectiveStep, SymCoords, orthogonal_probes, starting_states
-from quadflow.theory.results import CURVES, DMFTResult
+from quadflow.theory.dmft.process import SUM_DTYPE, EffectiveStep, orthogonal_probes, starting_states
+from quadflow.theory.results import CURVES, DMFTResult, theory_curves
 
 RECENT = 32  # steps kept one by one before merging
 PROBE_BLOCK = 512  # probes are drawn (and made orthogonal across time) this many steps at a time
 ROTATION_ROUNDS = 3  # rounds of random signs and Hartley transform in the reservoir's rotation
-SUM_DTYPE = torch.float32  # the compressed columns and the products over them
 
 
 class Rotation:
@@ -83,8 +82,8 @@ class History:
         self.values = torch.zeros(capacity, n_values, dtype=SUM_DTYPE, device=device)
         self.probes = torch.zeros(capacity, n_probes, dtype=SUM_DTYPE, device=device)
         self.resolution, self.recent = resolution, recent
-        self.start: list[int] = []
-        self.width: list[int] = []
+        self.start = [0] * capacity  # per slot: its block's first step and width
+        self.width = [0] * capacity
         self.order: list[int] = []  # slots, oldest first
         self.free = list(range(capacity))  # a heap: the lowest free slot is used first
         self.top = 0  # slots [0, top) hold every column
@@ -97,9 +96,6 @@ class History:
         if not self.free:
             raise RuntimeError(f"the compressed history is full ({self.values.shape[0]} columns): raise its capacity")
         slot = heapq.heappop(self.free)
-        while len(self.start) <= slot:
-            self.start.append(0)
-            self.width.append(0)
         self.values[slot] = values
         self.probes[slot] = probes
         self.start[slot], self.width[slot] = step, 1
@@ -181,15 +177,14 @@ def solve_compressed(p: Ratios, h: float, steps: int, d_eff: int, samples: int, 
     state, probes, columns = (proc.w, proc.dw, None, None, None, None), None, 0
     for k in range(steps + 1):
         proc.observe(k, state, e_k, ds_k)
-        past = torch.zeros(2 + P, B, D, dtype=f64, device=device)
-        if hist.top:  # delta sum_j R_kj Y_j over the columns, R_kj = (1/D) mean_b <dS_k, P_j>
-            r_row = (hist.probes[:hist.top] @ ds_k.reshape(-1).to(SUM_DTYPE)).mul_(delta / (D * B))
-            past += (r_row @ hist.values[:hist.top]).view(2 + P, B, D)
+        # delta sum_j R_kj Y_j over the columns (none at step 0), R_kj = (1/D) mean_b <dS_k, P_j>
+        r_row = (hist.probes[:hist.top] @ ds_k.reshape(-1).to(SUM_DTYPE)).mul_(delta / (D * B))
+        past = (r_row @ hist.values[:hist.top]).view(2 + P, B, D).to(f64)
         f_k = e_k - past[0]  # (A E)_k
         x_k = label_noise - c_omega * rotate(e_k) - past[1]  # (A V)_k: the reservoir's residuals
         z_k = ds_k.to(f64).neg_().sub_(past[2:].transpose(0, 1))  # -(A dE)_k
         per_copy[0, :, k] = e_k.square().sum(1) / d_eff
-        per_copy[1, :, k] = (e_k[:, sym.diagonal].sum(1) + tr_star) / d_eff
+        per_copy[1, :, k] = (sym.trace(e_k) + tr_star) / d_eff
         per_copy[2, :, k] = x_k.square().mean(1) / 4
         per_copy[3, :, k] = (x_k - label_noise).square().mean(1) / 4
         if k % 256 == 0 and not bool(torch.isfinite(per_copy[:, :, k]).all()):
@@ -214,8 +209,7 @@ def solve_compressed(p: Ratios, h: float, steps: int, d_eff: int, samples: int, 
     if not bool(torch.isfinite(per_copy).all()):
         raise ValueError(f"h={h} is too large for stability: the effective process diverged; reduce h")
     mse, trace, train, in_sample = per_copy.cpu().numpy()
-    copies = {"mse": mse, "test_error": 2 * mse + (p.Delta if noisy_test else 0.0), "train_loss": train,
-              "in_sample_error": in_sample, "trace": trace, "loss_reg": train + p.lam * trace}
+    copies = theory_curves(mse, train, in_sample, trace, p.lam, p.Delta, noisy_test)
     spread = (lambda v: v.std(0, ddof=1) / math.sqrt(B)) if B > 1 else (lambda v: np.full(v.shape[1], np.nan))
     return DMFTResult(
         t=h * np.arange(steps + 1), step=np.arange(steps + 1), **{k: copies[k].mean(0) for k in CURVES},

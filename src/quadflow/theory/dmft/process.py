@@ -121,6 +121,10 @@ class SymCoords:
         both = flat[..., self.upper].add_(flat[..., self.lower])
         return torch.mul(both, self._scale_as(M.dtype) * scale, out=out)
 
+    def trace(self, c: torch.Tensor) -> torch.Tensor:
+        """(..., D) coordinates -> (...,) traces of the matrices."""
+        return c[..., self.diagonal].sum(-1)
+
     def unpack(self, c: torch.Tensor) -> torch.Tensor:
         """(..., D) coordinates -> (..., d, d) symmetric matrices."""
         return (c / self._scale_as(c.dtype))[..., self.full].unflatten(-1, (self.d, self.d))

@@ -34,7 +34,7 @@ from quadflow.theory.dmft.compressed import history_bytes as compressed_bytes
 from quadflow.theory.dmft.compressed import solve_compressed
 from quadflow.theory.dmft.kernels import Selection, row_change, sample_rows, sample_side
 from quadflow.theory.dmft.process import SUM_DTYPE, EffectiveProcess, draw
-from quadflow.theory.results import CURVES, DMFTResult
+from quadflow.theory.results import CURVES, DMFTResult, theory_curves
 
 MIN_D_EFF = 8  # smallest d_eff accepted: the kernel estimates are unstable below it
 WARN_D_EFF = 24  # below this d_eff a solve warns (O(1/d_eff) bias)
@@ -198,17 +198,14 @@ def _solve_method(method: str | None, window) -> tuple[str, int | None]:
 
 def _curves(side, trace: torch.Tensor, p: Ratios, noisy_test: bool) -> dict:
     """The ``CURVES`` (each (T+1,)) from the sample side ``side`` and the sample mean ``trace`` (T+1,) of
-    ``Tr S_k / d_eff``; ``loss_reg = train_loss + lam trace`` is the objective GD descends per unit of ``m d``."""
-    mse = side.mse
-    return {"mse": mse, "test_error": 2 * mse + (p.Delta if noisy_test else 0.0),
-            "train_loss": side.train_loss, "in_sample_error": side.in_sample_error,
-            "trace": trace, "loss_reg": side.train_loss + p.lam * trace}
+    ``Tr S_k / d_eff``."""
+    return theory_curves(side.mse, side.train_loss, side.in_sample_error, trace, p.lam, p.Delta, noisy_test)
 
 
 def _trace(proc: EffectiveProcess) -> torch.Tensor:
     """Per-sample ``Tr S_k / d_eff = Tr(E_k + S*) / d_eff`` of the process, (B, T+1) in float64."""
     d = proc.sym.d
-    tr_e = proc.hist_e[..., proc.sym.diagonal].sum(-1, dtype=torch.float64)  # (T+1, B)
+    tr_e = proc.sym.trace(proc.hist_e).double()  # (T+1, B)
     tr_star = torch.diagonal(proc.draws.s_star, dim1=-2, dim2=-1).sum(-1, dtype=torch.float64)  # (B,)
     return ((tr_e + tr_star) / d).mT
 
